@@ -1,0 +1,170 @@
+"""Offline render: the block function in a loop, as fast as the machine goes.
+
+The loop hands the kernel about half a second at a time (``run_blocks`` calls
+``process_block`` once per block inside nopython code), so Python costs
+nothing per block. Sources fill their rings up to the end of each chunk first,
+and timed commands (automation) are queued with their exact frames; the
+kernel applies each at its sample, so a render does not depend on the block
+size. Control thread.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import soundfile as sf
+
+from ..dsp.layout import (C_OUTCH, K_CEIL, K_CMD_INVALID, K_CMD_LATE, K_NAN, S_UNDERRUNS)
+from ..errors import LivemixError
+from ..params import lin_to_db
+from ..rt.block import run_blocks
+from ..rt.rings import command_push
+from ..rt.state import allocate
+from ..sources.files import FileSource
+
+CHUNK_S = 0.5
+SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT")
+
+
+@dataclass
+class RenderResult:
+    path: str
+    frames: int
+    samplerate: int
+    peak_dbfs: float
+    seconds: float                  # wall time
+    ceiling_samples: int            # samples the limiter reduced
+    notices: list = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.samplerate
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.duration_s / self.seconds if self.seconds > 0 else float("inf")
+
+    def summary(self) -> str:
+        return (f"rendered {self.duration_s:.2f} s to {self.path}: peak {self.peak_dbfs:.2f} dBFS, "
+                f"{self.realtime_factor:.0f}x realtime")
+
+
+def default_duration_frames(sources) -> int:
+    """The longest non-looping source, in session frames."""
+    lengths = [s.length_frames for s in sources if s.length_frames is not None]
+    if not lengths:
+        raise LivemixError("every track loops, so the render has no natural end: "
+                           "give --duration SECONDS")
+    return max(lengths)
+
+
+class Progress:
+    """A one-line progress bar on stderr, shown only on a terminal after 1 s."""
+
+    def __init__(self, total_s: float, enabled: bool | None = None):
+        self.total = total_s
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.start = time.perf_counter()
+        self.last = 0.0
+        self.shown = False
+
+    def update(self, done_s: float) -> None:
+        now = time.perf_counter()
+        if not self.enabled or now - self.start < 1.0 or now - self.last < 0.1:
+            return
+        self.last = now
+        frac = min(1.0, done_s / self.total) if self.total else 1.0
+        bar = "#" * int(frac * 30)
+        speed = done_s / (now - self.start)
+        sys.stderr.write(f"\rrendering {frac * 100:3.0f}% [{bar:<30}] "
+                         f"{done_s:.1f}/{self.total:.1f} s  {speed:.0f}x realtime")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * 78 + "\r")
+            sys.stderr.flush()
+
+
+def open_output(path: str, samplerate: int, channels: int, subtype: str) -> sf.SoundFile:
+    """Open an output file for writing; LivemixError with a one-line reason if impossible."""
+    if subtype not in SUBTYPES:
+        raise LivemixError(f"--subtype {subtype}: use one of {', '.join(SUBTYPES)}")
+    ext = str(path).rsplit(".", 1)[-1].upper() if "." in str(path) else ""
+    formats = sf.available_formats()
+    fmt = {"W64": "W64", "RF64": "RF64", "AIF": "AIFF"}.get(ext, ext)
+    if fmt not in formats:
+        raise LivemixError(f"{path}: unknown audio file type {ext or '(no extension)'!r} "
+                           "(use .wav, .flac, .w64, .rf64, .aiff or .ogg)")
+    if not sf.check_format(fmt, subtype):
+        raise LivemixError(f"{path}: {fmt} cannot hold {subtype} samples")
+    try:
+        return sf.SoundFile(str(path), "w", samplerate, channels, subtype, format=fmt)
+    except Exception as e:
+        reason = str(e).split("Error :")[-1].strip() or str(e)
+        raise LivemixError(f"{path}: cannot write ({reason})") from None
+
+
+def render(session, out_path: str, duration_s: float | None = None, subtype: str = "PCM_24",
+           blocksize: int | None = None, commands=(), progress: bool | None = None
+           ) -> RenderResult:
+    """Render ``session`` to ``out_path``. ``commands`` are (frame, param, target, value)
+    tuples in frame order (see engine.params), applied at their exact frames."""
+    sr = session.engine.samplerate
+    blocksize = int(blocksize or session.engine.blocksize)
+    if blocksize < 1:
+        raise LivemixError(f"--blocksize {blocksize}: must be at least 1")
+    chunk = max(blocksize, int(CHUNK_S * sr) // blocksize * blocksize)
+    st = allocate(session, maxblock=blocksize, ring_frames=2 * chunk + 16384)
+    sources = [FileSource(t, sr) for t in session.tracks]
+    try:
+        if duration_s is not None:
+            if not duration_s > 0:
+                raise LivemixError(f"--duration {duration_s}: must be more than 0 seconds")
+            total = round(duration_s * sr)
+        else:
+            total = default_duration_frames(sources)
+        outch = int(st.cfg[C_OUTCH])
+        buf = np.zeros((chunk, outch), np.float32)
+        cmds = sorted(commands, key=lambda c: c[0])
+        ci = 0
+        bar = Progress(total / sr, progress)
+        t0 = time.perf_counter()
+        with open_output(out_path, sr, outch, subtype) as out:
+            pos = 0
+            while pos < total:
+                n = min(chunk, total - pos)
+                for src, ring, p in zip(sources, st.src_ring, st.src_pos):
+                    src.fill(ring, p, until=pos + n)
+                while ci < len(cmds) and cmds[ci][0] < pos + n:
+                    if not command_push(st.cmd_ring, st.cmd_idx, *cmds[ci]):
+                        n = max(1, int(cmds[ci][0]) - pos)
+                        break
+                    ci += 1
+                run_blocks(st, buf, n, blocksize)
+                try:
+                    out.write(buf[:n])
+                except Exception as e:
+                    raise LivemixError(f"{out_path}: write failed ({e})") from None
+                pos += n
+                bar.update(pos / sr)
+        seconds = time.perf_counter() - t0
+        bar.close()
+    finally:
+        for s in sources:
+            s.close()
+    notices = [n for s in sources for n in s.notices]
+    for t, s in zip(session.tracks, st.src_pos):
+        if s[S_UNDERRUNS]:
+            notices.append(f"track {t.name!r}: {s[S_UNDERRUNS]} blocks ran dry")
+    if st.clock[K_NAN]:
+        notices.append(f"{st.clock[K_NAN]} non-finite samples scrubbed from the master bus")
+    if st.clock[K_CMD_INVALID] or st.clock[K_CMD_LATE]:
+        notices.append(f"commands: {st.clock[K_CMD_INVALID]} invalid, "
+                       f"{st.clock[K_CMD_LATE]} late")
+    return RenderResult(path=str(out_path), frames=total, samplerate=sr,
+                        peak_dbfs=lin_to_db(float(st.peak_hold.max())), seconds=seconds,
+                        ceiling_samples=int(st.clock[K_CEIL]), notices=notices)

@@ -1,0 +1,5 @@
+"""Real-time DSP kernels: ``@njit`` functions on preallocated arrays.
+
+No I/O, no threads, no allocation. Imports only ``engine.params`` and the
+state layout.
+"""

@@ -1,0 +1,135 @@
+"""The engine's state: every array the block function touches, and their layout.
+
+``EngineState`` is a namedtuple of preallocated numpy arrays (allocated by
+``engine.rt.state``, possibly in shared memory). The kernels read and write
+these arrays in place and allocate nothing. Index constants name the columns.
+
+Writer of each array (single-writer discipline, so no locks are needed):
+  cfg, rule_keys, track_rules, lim_box sizes ... set once before the stream
+  src_ring, src_pos[:, S_WRITE], src_pos[:, S_EOF]   reader thread (one per track)
+  cmd_ring, cmd_idx[Q_WRITE]                        control thread (one producer)
+  everything else                                   the audio thread
+"""
+from collections import namedtuple
+
+EngineState = namedtuple(
+    "EngineState",
+    [
+        "cfg",          # int64 (N_CFG,)            static configuration
+        "clock",        # int64 (N_CLOCK,)          counters owned by the audio thread
+        "track_ctl",    # float64 (T, N_TCTL)       control values as applied (dB, pan, 0/1)
+        "track_ramp",   # float64 (T, 3, 3)         [gain, pan L, pan R] x [start, target, pos]
+        "track_rules",  # int64 (T, R + 1)          [count, rule ids ...] ducking rules targeting t
+        "src_ring",     # float32 (T, 2, RING)      per-track source signal, session time
+        "src_pos",      # int64 (T, N_SPOS)         ring counters (frames)
+        "tbuf",         # float32 (T, 2, MAXBLOCK)  this block's pre-fader track signals
+        "gbuf",         # float32 (2, MAXBLOCK)     scratch: per-sample channel gains
+        "rule_cfg",     # float64 (R, N_RCFG)       ducking rule parameters
+        "rule_keys",    # uint8 (R, T)              1 where track t keys rule r
+        "rule_state",   # float64 (R, N_RSTATE)     ducking envelopes
+        "keybuf",       # float32 (2, MAXBLOCK)     scratch: a rule's key signal
+        "duckbuf",      # float32 (R, MAXBLOCK)     per-sample ducking gain of each rule
+        "tduck",        # float32 (MAXBLOCK,)       scratch: a track's combined ducking gain
+        "mixbuf",       # float32 (2, MAXBLOCK)     the master bus
+        "master",       # float64 (N_MASTER,)       master gain ramp and ceiling
+        "lim_delay",    # float32 (2, LOOKAHEAD)    limiter lookahead delay line
+        "lim_dq_val",   # float64 (LOOKAHEAD,)      limiter sliding-minimum deque: values
+        "lim_dq_idx",   # int64 (LOOKAHEAD,)        ... and their sample indices
+        "lim_box",      # float64 (LOOKAHEAD,)      limiter gain smoothing window
+        "lim_state",    # float64 (N_LIM,)          limiter float state
+        "lim_istate",   # int64 (N_LIMI,)           limiter integer state
+        "cmd_ring",     # float64 (CMDCAP, 4)       commands: frame, param, target, value
+        "cmd_idx",      # int64 (2,)                [write, read] counters
+        "track_meter",  # float64 (T, 2)            last block: post-fader peak, RMS (linear)
+        "master_meter",  # float64 (2, 2)           last block: per channel peak, RMS (linear)
+        "rule_meter",   # float64 (R,)              last block: gain reduction per rule (dB, <= 0)
+        "peak_hold",    # float64 (2,)              master peak per channel since start (linear)
+    ],
+)
+
+# cfg
+C_SR = 0            # samplerate, Hz
+C_MAXBLOCK = 1      # largest chunk processed at once, frames
+C_NTRACKS = 2
+C_NRULES = 3
+C_RAMP = 4          # gain/pan smoothing ramp length, samples
+C_LOOKAHEAD = 5     # limiter window, samples (delay is LOOKAHEAD - 1)
+C_OUTCH = 6         # output channels (1 or 2)
+C_RING = 7          # source ring length, frames (power of two)
+C_CMDCAP = 8        # command ring capacity (power of two)
+C_MINHOLD = 9       # shortest ducking hold, samples
+N_CFG = 10
+
+# clock
+K_FRAME = 0         # session frame at the start of the next block
+K_BLOCKS = 1        # blocks processed
+K_NAN = 2           # non-finite samples scrubbed from the master bus
+K_CEIL = 3          # samples the limiter had to reduce
+K_CMD_LATE = 4      # commands applied later than their frame
+K_CMD_APPLIED = 5
+K_CMD_INVALID = 6   # commands naming a param or target that does not exist
+N_CLOCK = 8
+
+# track_ctl
+T_GAIN_DB = 0
+T_PAN = 1
+T_MUTE = 2
+T_SOLO = 3
+N_TCTL = 4
+
+# track_ramp first axis, and ramp fields
+R_GAIN = 0
+R_PAN_L = 1
+R_PAN_R = 2
+RAMP_START = 0
+RAMP_TARGET = 1
+RAMP_POS = 2
+
+# src_pos
+S_WRITE = 0         # frames written (reader)
+S_READ = 1          # frames consumed (audio thread)
+S_EOF = 2           # frame count at which the track ends; -1 while unknown (reader)
+S_UNDERRUNS = 3     # blocks that found the ring short (audio thread)
+N_SPOS = 4
+
+# rule_cfg
+D_THRESHOLD = 0     # key level above which the rule engages, linear
+D_ATTACK_INC = 1    # amount per sample while engaging (1 / attack samples)
+D_RELEASE_INC = 2   # amount per sample while releasing (1 / release samples)
+D_HOLD = 3          # hold, samples
+N_RCFG = 4
+
+# rule_state
+DS_HOLD_LEFT = 0    # samples of hold left
+DS_AMOUNT = 1       # 0 = no ducking .. 1 = full depth
+DS_GAIN = 2         # current gain, linear
+DS_STEADY = 3       # 1.0 when the gain did not move in the last segment
+DS_DEPTH = 4        # 3 slots: depth ramp (dB, <= 0) start, target, pos
+N_RSTATE = 7
+
+# master
+M_RAMP = 0          # 3 slots: ramp start, target, pos
+M_GAIN_DB = 3
+M_CEILING = 4       # ceiling, linear (largest float32 not above ceiling_db)
+M_RELEASE = 5       # limiter release coefficient per sample
+N_MASTER = 6
+
+# limiter state
+L_ENV = 0
+L_BOXSUM = 1
+N_LIM = 2
+LI_N = 0            # samples processed
+LI_DQ_HEAD = 1
+LI_DQ_COUNT = 2
+LI_BOX_POS = 3
+LI_BOX_BELOW = 4    # entries < 1 in the smoothing window
+LI_DELAY_POS = 5
+N_LIMI = 6
+
+# command queue
+Q_WRITE = 0
+Q_READ = 1
+CMD_FRAME = 0
+CMD_PARAM = 1
+CMD_TARGET = 2
+CMD_VALUE = 3

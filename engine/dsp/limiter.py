@@ -1,0 +1,160 @@
+"""Master ceiling limiter: lookahead, guaranteed sample-peak ceiling, transparent below it.
+
+Let L be the window (``C_LOOKAHEAD`` samples; 2 ms, so 96 at 48 kHz) and c
+the ceiling. For each input sample x[n] (stereo, after the master fader):
+
+1. required gain   q[n] = min(1, c / max|x[n]|)
+2. release         e[n] = min(q[n], e[n-1] + (1 - e[n-1]) * release_coef)
+3. sliding minimum m[n] = min(e[n-L+1 .. n])
+4. smoothing       s[n] = mean(m[n-L+1 .. n])
+5. output          y[n] = x[n - (L-1)] * s[n]
+
+Every term of the mean in step 4 is a minimum over a window that contains
+sample n-(L-1), so s[n] <= q[n-(L-1)]: the output never exceeds c. The gain
+falls to its value over L samples (the attack; no step, no click) and
+recovers with the one-pole release. The output is delayed by L-1 samples.
+When no sample in the last 2L exceeded c, s is exactly 1.0 and the output
+is the input, bit for bit. A final clamp to +/-c guards against rounding in
+the running mean (it does nothing in practice; it makes the bound exact).
+
+The minimum uses a monotonic deque of the values below 1 (amortised O(1));
+a segment whose peak stays under c while the limiter is idle takes a fast
+path that only runs the delay line.
+"""
+import numpy as np
+from numba import njit
+
+from .layout import (L_BOXSUM, L_ENV, LI_BOX_BELOW, LI_BOX_POS, LI_DELAY_POS,
+                     LI_DQ_COUNT, LI_DQ_HEAD, LI_N)
+
+_SNAP = 1.0 - 1e-9   # release snaps to exactly 1.0 from here (a step of -180 dB)
+
+
+@njit(cache=True)
+def limiter_idle(fst, ist):
+    """True when the limiter holds no gain reduction anywhere in its windows."""
+    return fst[L_ENV] == 1.0 and ist[LI_DQ_COUNT] == 0 and ist[LI_BOX_BELOW] == 0
+
+
+@njit(cache=True)
+def limit_segment(mix, a, b, ceiling, release, window, delay, dq_val, dq_idx, box,
+                  fst, ist):
+    """Limit ``mix[:, a:b]`` (2, N) float32 in place. Returns samples reduced.
+
+    ``ceiling`` is linear and must be representable in float32. Audio thread only.
+    """
+    c32 = np.float32(ceiling)
+    dlen = window - 1
+    dpos = ist[LI_DELAY_POS]
+
+    peak = 0.0
+    for i in range(a, b):
+        p = max(abs(mix[0, i]), abs(mix[1, i]))
+        if p > peak:
+            peak = p
+    if peak <= ceiling and limiter_idle(fst, ist):
+        # Fast path: only the delay line runs; the gain is exactly 1.
+        if dlen > 0:
+            for i in range(a, b):
+                xl = mix[0, i]
+                xr = mix[1, i]
+                mix[0, i] = delay[0, dpos]
+                mix[1, i] = delay[1, dpos]
+                delay[0, dpos] = xl
+                delay[1, dpos] = xr
+                dpos += 1
+                if dpos == dlen:
+                    dpos = 0
+        ist[LI_DELAY_POS] = dpos
+        ist[LI_N] += b - a
+        ist[LI_BOX_POS] = (ist[LI_BOX_POS] + (b - a)) % window
+        return 0
+
+    env = fst[L_ENV]
+    boxsum = fst[L_BOXSUM]
+    n = ist[LI_N]
+    head = ist[LI_DQ_HEAD]
+    count = ist[LI_DQ_COUNT]
+    bpos = ist[LI_BOX_POS]
+    below = ist[LI_BOX_BELOW]
+    reduced = 0
+    for i in range(a, b):
+        xl = mix[0, i]
+        xr = mix[1, i]
+        p = max(abs(xl), abs(xr))
+        q = 1.0 if p <= ceiling else ceiling / p
+        if env < 1.0:
+            env = env + (1.0 - env) * release
+            if env >= _SNAP:
+                env = 1.0
+        if q < env:
+            env = q
+            reduced += 1
+        # sliding minimum over the last `window` values of env (only values < 1 kept)
+        if count > 0 and dq_idx[head] <= n - window:
+            head += 1
+            if head == window:
+                head = 0
+            count -= 1
+        if env < 1.0:
+            while count > 0:
+                back = head + count - 1
+                if back >= window:
+                    back -= window
+                if dq_val[back] >= env:
+                    count -= 1
+                else:
+                    break
+            slot = head + count
+            if slot >= window:
+                slot -= window
+            dq_val[slot] = env
+            dq_idx[slot] = n
+            count += 1
+        m = dq_val[head] if count > 0 else 1.0
+        # running mean of m over the last `window` values
+        old = box[bpos]
+        box[bpos] = m
+        bpos += 1
+        if bpos == window:
+            bpos = 0
+        if m < 1.0:
+            below += 1
+        if old < 1.0:
+            below -= 1
+        if below == 0:
+            boxsum = float(window)
+            s = 1.0
+        else:
+            boxsum += m - old
+            s = boxsum / window
+        # lookahead delay
+        if dlen > 0:
+            yl = delay[0, dpos]
+            yr = delay[1, dpos]
+            delay[0, dpos] = xl
+            delay[1, dpos] = xr
+            dpos += 1
+            if dpos == dlen:
+                dpos = 0
+        else:
+            yl = xl
+            yr = xr
+        if s != 1.0:
+            s32 = np.float32(s)
+            yl = yl * s32
+            yr = yr * s32
+            yl = min(max(yl, -c32), c32)
+            yr = min(max(yr, -c32), c32)
+        mix[0, i] = yl
+        mix[1, i] = yr
+        n += 1
+    fst[L_ENV] = env
+    fst[L_BOXSUM] = boxsum
+    ist[LI_N] = n
+    ist[LI_DQ_HEAD] = head
+    ist[LI_DQ_COUNT] = count
+    ist[LI_BOX_POS] = bpos
+    ist[LI_BOX_BELOW] = below
+    ist[LI_DELAY_POS] = dpos
+    return reduced

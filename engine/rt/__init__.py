@@ -1,0 +1,1 @@
+"""The real-time boundary: state allocation, rings, and the block function."""

@@ -1,0 +1,238 @@
+"""The block function: one call mixes one block. Live, virtual and offline runs all call it.
+
+``process_block(st, out, nframes)`` takes any frame count (0 included; more
+than ``C_MAXBLOCK`` is processed in chunks) and writes ``out[:nframes]``
+(frames x output channels, float32, interleaved as PortAudio and soundfile
+want it). It allocates nothing, takes no lock and does no I/O: it is safe to
+call from a numba ``@cfunc`` on the audio thread.
+
+Order of work for a block:
+  1. pull each track's frames from its source ring (underruns -> silence)
+  2. split the block at the frames of due commands; per segment:
+     ducking rules (key sum -> envelope), tracks (gain, pan, duck -> bus),
+     master gain, limiter
+  3. meters, output (NaN/Inf scrubbed, downmix for mono), counters
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from ..dsp.duck import duck_segment
+from ..dsp.layout import (C_LOOKAHEAD, C_MAXBLOCK, C_MINHOLD, C_NRULES, C_NTRACKS, C_OUTCH,
+                          C_RAMP, CMD_FRAME, CMD_PARAM, CMD_TARGET, CMD_VALUE, DS_DEPTH,
+                          DS_STEADY, K_BLOCKS, K_CEIL, K_CMD_APPLIED, K_CMD_INVALID,
+                          K_CMD_LATE, K_FRAME, K_NAN, M_CEILING, M_GAIN_DB, M_RAMP, M_RELEASE,
+                          Q_READ, Q_WRITE, R_GAIN, R_PAN_L, R_PAN_R, T_GAIN_DB, T_MUTE, T_PAN,
+                          T_SOLO)
+from ..dsp.limiter import limit_segment
+from ..dsp.meters import peak_sumsq
+from ..dsp.mix import add_key, mix_track
+from ..dsp.smoothing import ramp_advance, ramp_at, ramp_steady, ramp_to
+from ..params import (P_DUCK_DEPTH, P_GAIN, P_MASTER_GAIN, P_MUTE, P_PAN, P_SOLO, db_to_lin,
+                      lin_to_db, pan_gains)
+from .rings import ring_pull
+
+
+@njit(cache=True)
+def track_gain_target(st, t, any_solo):
+    """Linear gain a track heads for: fader x (not muted) x (soloed, or no solo at all)."""
+    ctl = st.track_ctl[t]
+    if ctl[T_MUTE] != 0.0:
+        return 0.0
+    if any_solo and ctl[T_SOLO] == 0.0:
+        return 0.0
+    return db_to_lin(ctl[T_GAIN_DB])
+
+
+@njit(cache=True)
+def retarget_all(st):
+    """Point every track's gain ramp at its target (after a mute/solo/fader change)."""
+    ntracks = st.cfg[C_NTRACKS]
+    any_solo = False
+    for t in range(ntracks):
+        if st.track_ctl[t, T_SOLO] != 0.0:
+            any_solo = True
+    for t in range(ntracks):
+        ramp_to(st.track_ramp[t, R_GAIN], st.cfg[C_RAMP], track_gain_target(st, t, any_solo))
+
+
+@njit(cache=True)
+def apply_command(st, param, target, value):
+    """Apply one parameter change now. Returns False for an unknown param or target."""
+    ramp_n = st.cfg[C_RAMP]
+    t = int(target)
+    if param == P_MASTER_GAIN:
+        st.master[M_GAIN_DB] = value
+        ramp_to(st.master[M_RAMP:M_RAMP + 3], ramp_n, db_to_lin(value))
+        return True
+    if param == P_DUCK_DEPTH:
+        if t < 0 or t >= st.cfg[C_NRULES]:
+            return False
+        depth = min(0.0, max(value, -120.0))
+        ramp_to(st.rule_state[t, DS_DEPTH:DS_DEPTH + 3], ramp_n, depth)
+        return True
+    if t < 0 or t >= st.cfg[C_NTRACKS]:
+        return False
+    if param == P_GAIN:
+        st.track_ctl[t, T_GAIN_DB] = value
+    elif param == P_MUTE:
+        st.track_ctl[t, T_MUTE] = 1.0 if value >= 0.5 else 0.0
+    elif param == P_SOLO:
+        st.track_ctl[t, T_SOLO] = 1.0 if value >= 0.5 else 0.0
+    elif param == P_PAN:
+        pan = min(1.0, max(-1.0, value))
+        st.track_ctl[t, T_PAN] = pan
+        left, right = pan_gains(pan)
+        ramp_to(st.track_ramp[t, R_PAN_L], ramp_n, left)
+        ramp_to(st.track_ramp[t, R_PAN_R], ramp_n, right)
+        return True
+    else:
+        return False
+    retarget_all(st)
+    return True
+
+
+@njit(cache=True)
+def _segment(st, a, b):
+    """Mix samples [a, b) of the current block into st.mixbuf and limit them."""
+    cfg = st.cfg
+    ntracks = cfg[C_NTRACKS]
+    nrules = cfg[C_NRULES]
+    ramp_n = cfg[C_RAMP]
+    # ducking rules: key sum after the key tracks' faders, then the envelope
+    for r in range(nrules):
+        key = st.keybuf
+        for c in range(2):
+            for i in range(a, b):
+                key[c, i] = np.float32(0.0)
+        for t in range(ntracks):
+            if st.rule_keys[r, t]:
+                add_key(st.tbuf[t], a, b, st.track_ramp[t], ramp_n, key)
+        duck_segment(key, a, b, st.rule_cfg[r], st.rule_state[r], st.duckbuf[r],
+                     cfg[C_MINHOLD], ramp_n)
+    # tracks into the bus
+    for t in range(ntracks):
+        nr = st.track_rules[t, 0]
+        if nr == 0:
+            duck = st.tduck
+            steady = True
+        elif nr == 1:
+            r = st.track_rules[t, 1]
+            duck = st.duckbuf[r]
+            steady = st.rule_state[r, DS_STEADY] != 0.0
+        else:
+            # several rules on one target: the deepest wins (they do not stack)
+            duck = st.tduck
+            steady = True
+            for i in range(a, b):
+                g = np.float32(1.0)
+                for j in range(nr):
+                    g = min(g, st.duckbuf[st.track_rules[t, 1 + j], i])
+                duck[i] = g
+            for j in range(nr):
+                if st.rule_state[st.track_rules[t, 1 + j], DS_STEADY] == 0.0:
+                    steady = False
+        mix_track(st.tbuf[t], a, b, st.track_ramp[t], ramp_n, duck, steady, st.mixbuf,
+                  st.gbuf, st.track_meter[t])
+        if nr > 1:
+            for i in range(a, b):
+                st.tduck[i] = np.float32(1.0)
+    # master fader, scrubbing anything non-finite
+    mramp = st.master[M_RAMP:M_RAMP + 3]
+    bus = st.mixbuf
+    moving = not ramp_steady(mramp, ramp_n)
+    mg = ramp_at(mramp, ramp_n, 0)
+    for i in range(a, b):
+        if moving:
+            mg = ramp_at(mramp, ramp_n, i - a)
+        g = np.float32(mg)
+        for c in range(2):
+            v = bus[c, i] * g
+            if not abs(v) <= np.float32(3.0e38):
+                v = np.float32(0.0)
+                st.clock[K_NAN] += 1
+            bus[c, i] = v
+    if moving:
+        ramp_advance(mramp, ramp_n, b - a)
+    st.clock[K_CEIL] += limit_segment(bus, a, b, st.master[M_CEILING], st.master[M_RELEASE],
+                                      cfg[C_LOOKAHEAD], st.lim_delay, st.lim_dq_val,
+                                      st.lim_dq_idx, st.lim_box, st.lim_state, st.lim_istate)
+
+
+@njit(cache=True)
+def _chunk(st, out, n):
+    cfg = st.cfg
+    ntracks = cfg[C_NTRACKS]
+    nrules = cfg[C_NRULES]
+    pos = st.clock[K_FRAME]
+    for t in range(ntracks):
+        ring_pull(st.src_ring[t], st.src_pos[t], st.tbuf[t], n)
+        st.track_meter[t, 0] = 0.0
+        st.track_meter[t, 1] = 0.0
+    for c in range(2):
+        for i in range(n):
+            st.mixbuf[c, i] = np.float32(0.0)
+    cmds = st.cmd_ring
+    cap = cmds.shape[0]
+    a = 0
+    while a < n:
+        b = n
+        while st.cmd_idx[Q_READ] < st.cmd_idx[Q_WRITE]:
+            row = cmds[st.cmd_idx[Q_READ] & (cap - 1)]
+            frame = row[CMD_FRAME]
+            if frame >= 0 and frame > pos + a:
+                if frame < pos + n:
+                    b = int(frame - pos)
+                break
+            if frame >= 0 and frame < pos + a:
+                st.clock[K_CMD_LATE] += 1
+            if apply_command(st, int(row[CMD_PARAM]), row[CMD_TARGET], row[CMD_VALUE]):
+                st.clock[K_CMD_APPLIED] += 1
+            else:
+                st.clock[K_CMD_INVALID] += 1
+            st.cmd_idx[Q_READ] += 1
+        _segment(st, a, b)
+        a = b
+    # meters and output
+    for t in range(ntracks):
+        m = st.track_meter[t]
+        m[1] = math.sqrt(m[1] / (2 * n))
+    for r in range(nrules):
+        st.rule_meter[r] = lin_to_db(st.rule_state[r, 2])
+    for c in range(2):
+        pk, ss = peak_sumsq(st.mixbuf[c], 0, n)
+        st.master_meter[c, 0] = pk
+        st.master_meter[c, 1] = math.sqrt(ss / n)
+        if pk > st.peak_hold[c]:
+            st.peak_hold[c] = pk
+    if cfg[C_OUTCH] == 1:
+        for i in range(n):
+            out[i, 0] = np.float32(0.5) * (st.mixbuf[0, i] + st.mixbuf[1, i])
+    else:
+        for i in range(n):
+            out[i, 0] = st.mixbuf[0, i]
+            out[i, 1] = st.mixbuf[1, i]
+    st.clock[K_FRAME] = pos + n
+    st.clock[K_BLOCKS] += 1
+
+
+@njit(cache=True)
+def process_block(st, out, nframes):
+    """Mix ``nframes`` frames into ``out`` (frames x channels float32). Any thread; RT-safe."""
+    maxblock = st.cfg[C_MAXBLOCK]
+    done = 0
+    while done < nframes:
+        n = min(maxblock, nframes - done)
+        _chunk(st, out[done:done + n], n)
+        done += n
+
+
+@njit(cache=True)
+def run_blocks(st, out, nframes, blocksize):
+    """Call ``process_block`` for consecutive blocks of ``blocksize`` frames (offline driver)."""
+    done = 0
+    while done < nframes:
+        n = min(blocksize, nframes - done)
+        process_block(st, out[done:done + n], n)
+        done += n

@@ -1,0 +1,153 @@
+"""Allocate and initialise every array the audio thread touches.
+
+``allocate(session, ...)`` returns an ``EngineState`` whose arrays come from
+``alloc(name, shape, dtype)`` (plain numpy by default; shared memory for the
+live audio process). The caller owns the arrays and must keep them alive for
+as long as any thread may run the block function on them. Control thread.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..dsp.layout import (C_CMDCAP, C_LOOKAHEAD, C_MAXBLOCK, C_MINHOLD, C_NRULES, C_NTRACKS,
+                          C_OUTCH, C_RAMP, C_RING, C_SR, D_ATTACK_INC, D_HOLD, D_RELEASE_INC,
+                          D_THRESHOLD, DS_DEPTH, DS_GAIN, DS_STEADY, L_BOXSUM, L_ENV, M_CEILING,
+                          M_GAIN_DB, M_RAMP, M_RELEASE, N_CFG, N_CLOCK, N_LIM, N_LIMI, N_MASTER,
+                          N_RCFG, N_RSTATE, N_SPOS, N_TCTL, R_GAIN, R_PAN_L, R_PAN_R, S_EOF,
+                          T_GAIN_DB, T_MUTE, T_PAN, T_SOLO, EngineState)
+from ..dsp.smoothing import ramp_jump
+from ..params import db_to_lin, pan_gains
+
+RAMP_S = 0.010            # gain / pan / mute / depth smoothing, seconds
+LOOKAHEAD_S = 0.002       # limiter window (the output is delayed by one sample less)
+RELEASE_S = 0.100         # limiter release time constant, seconds
+MIN_HOLD_S = 0.020        # shortest ducking hold, seconds
+READ_AHEAD_S = 2.5        # source ring length (rounded up to a power of two)
+CMD_CAPACITY = 4096       # queued parameter changes
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+def float32_ceiling(ceiling_db: float) -> float:
+    """Largest float32 value not above ``ceiling_db``, as a float."""
+    c = db_to_lin(ceiling_db)
+    c32 = np.float32(c)
+    if float(c32) > c:
+        c32 = np.nextafter(c32, np.float32(0.0))
+    return float(c32)
+
+
+def _numpy_alloc(name, shape, dtype):
+    return np.zeros(shape, dtype=dtype)
+
+
+def allocate(session, maxblock: int | None = None, ring_frames: int | None = None,
+             alloc=_numpy_alloc) -> EngineState:
+    """Allocate the engine state for ``session`` and set it to the session's values.
+
+    maxblock: largest frame count one chunk of the block function handles
+    (default: the session's blocksize). ring_frames: source read-ahead per
+    track (default READ_AHEAD_S, rounded up to a power of two).
+    """
+    sr = session.engine.samplerate
+    maxblock = int(maxblock or session.engine.blocksize)
+    ntracks = len(session.tracks)
+    nrules = max(len(session.ducking), 1)
+    ring = _pow2(ring_frames or int(READ_AHEAD_S * sr))
+    window = max(2, round(LOOKAHEAD_S * sr))
+    shapes = {
+        "cfg": ((N_CFG,), np.int64),
+        "clock": ((N_CLOCK,), np.int64),
+        "track_ctl": ((ntracks, N_TCTL), np.float64),
+        "track_ramp": ((ntracks, 3, 3), np.float64),
+        "track_rules": ((ntracks, nrules + 1), np.int64),
+        "src_ring": ((ntracks, 2, ring), np.float32),
+        "src_pos": ((ntracks, N_SPOS), np.int64),
+        "tbuf": ((ntracks, 2, maxblock), np.float32),
+        "gbuf": ((2, maxblock), np.float32),
+        "rule_cfg": ((nrules, N_RCFG), np.float64),
+        "rule_keys": ((nrules, ntracks), np.uint8),
+        "rule_state": ((nrules, N_RSTATE), np.float64),
+        "keybuf": ((2, maxblock), np.float32),
+        "duckbuf": ((nrules, maxblock), np.float32),
+        "tduck": ((maxblock,), np.float32),
+        "mixbuf": ((2, maxblock), np.float32),
+        "master": ((N_MASTER,), np.float64),
+        "lim_delay": ((2, window), np.float32),
+        "lim_dq_val": ((window,), np.float64),
+        "lim_dq_idx": ((window,), np.int64),
+        "lim_box": ((window,), np.float64),
+        "lim_state": ((N_LIM,), np.float64),
+        "lim_istate": ((N_LIMI,), np.int64),
+        "cmd_ring": ((CMD_CAPACITY, 4), np.float64),
+        "cmd_idx": ((2,), np.int64),
+        "track_meter": ((ntracks, 2), np.float64),
+        "master_meter": ((2, 2), np.float64),
+        "rule_meter": ((nrules,), np.float64),
+        "peak_hold": ((2,), np.float64),
+    }
+    st = EngineState(**{name: alloc(name, shape, dtype)
+                        for name, (shape, dtype) in shapes.items()})
+    _initialise(st, session, maxblock, ring, window)
+    return st
+
+
+def _initialise(st: EngineState, session, maxblock: int, ring: int, window: int) -> None:
+    sr = session.engine.samplerate
+    ramp_n = max(1, round(RAMP_S * sr))
+    cfg = st.cfg
+    cfg[C_SR] = sr
+    cfg[C_MAXBLOCK] = maxblock
+    cfg[C_NTRACKS] = len(session.tracks)
+    cfg[C_NRULES] = len(session.ducking)
+    cfg[C_RAMP] = ramp_n
+    cfg[C_LOOKAHEAD] = window
+    cfg[C_OUTCH] = session.engine.channels
+    cfg[C_RING] = ring
+    cfg[C_CMDCAP] = st.cmd_ring.shape[0]
+    cfg[C_MINHOLD] = round(MIN_HOLD_S * sr)
+
+    st.src_pos[:, S_EOF] = -1
+    any_solo = any(t.solo for t in session.tracks)
+    for i, t in enumerate(session.tracks):
+        st.track_ctl[i, T_GAIN_DB] = t.gain_db
+        st.track_ctl[i, T_PAN] = t.pan
+        st.track_ctl[i, T_MUTE] = float(t.mute)
+        st.track_ctl[i, T_SOLO] = float(t.solo)
+        g = 0.0 if t.mute or (any_solo and not t.solo) else db_to_lin(t.gain_db)
+        left, right = pan_gains(t.pan)
+        ramp_jump(st.track_ramp[i, R_GAIN], ramp_n, g)
+        ramp_jump(st.track_ramp[i, R_PAN_L], ramp_n, left)
+        ramp_jump(st.track_ramp[i, R_PAN_R], ramp_n, right)
+
+    names = {t.name: i for i, t in enumerate(session.tracks)}
+    for r, rule in enumerate(session.ducking):
+        rc = st.rule_cfg[r]
+        rc[D_THRESHOLD] = db_to_lin(rule.threshold_db)
+        rc[D_ATTACK_INC] = 1.0 / max(1.0, rule.attack_ms * 1e-3 * sr)
+        rc[D_RELEASE_INC] = 1.0 / max(1.0, rule.release_ms * 1e-3 * sr)
+        rc[D_HOLD] = round(rule.hold_ms * 1e-3 * sr)
+        ramp_jump(st.rule_state[r, DS_DEPTH:DS_DEPTH + 3], ramp_n, rule.depth_db)
+        st.rule_state[r, DS_GAIN] = 1.0
+        st.rule_state[r, DS_STEADY] = 1.0
+        for k in rule.key:
+            st.rule_keys[r, names[k]] = 1
+        for tname in rule.targets:
+            t = names[tname]
+            n = st.track_rules[t, 0]
+            st.track_rules[t, 1 + n] = r
+            st.track_rules[t, 0] = n + 1
+
+    st.master[M_GAIN_DB] = session.master.gain_db
+    ramp_jump(st.master[M_RAMP:M_RAMP + 3], ramp_n, db_to_lin(session.master.gain_db))
+    st.master[M_CEILING] = float32_ceiling(session.master.ceiling_db)
+    st.master[M_RELEASE] = 1.0 - math.exp(-1.0 / (RELEASE_S * sr))
+    st.lim_state[L_ENV] = 1.0
+    st.lim_state[L_BOXSUM] = float(window)
+    st.lim_box[:] = 1.0
+    st.tduck[:] = 1.0
+    st.rule_meter[:] = 0.0

@@ -1,0 +1,328 @@
+"""Session files (TOML) -> a validated, typed ``Session``.
+
+Every error names the file, the line where it could be found, the key and
+the problem, e.g.::
+
+    show.toml:14: tracks[2].pan = 1.5: must be between -1 and 1
+
+Paths inside a session are relative to the session file. Unknown keys are
+errors (a typo must not be silently ignored). Called from control threads.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from .errors import SessionError
+from .params import MAX_GAIN_DB
+
+SAMPLERATES = (22050, 24000, 32000, 44100, 48000, 88200, 96000, 176400, 192000)
+MAX_BLOCKSIZE = 8192
+# Ducking ramps longer than this are surely a typo (ms).
+MAX_TIME_MS = 60_000.0
+MIN_DEPTH_DB = -120.0
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    samplerate: int = 48000   # Hz
+    blocksize: int = 128      # frames per block
+    channels: int = 2         # output channels (1 or 2)
+
+
+@dataclass(frozen=True)
+class Track:
+    name: str
+    file: Path                # absolute path
+    gain_db: float = 0.0      # fader, dB (-inf allowed)
+    pan: float = 0.0          # -1 left .. +1 right
+    mute: bool = False
+    solo: bool = False
+    loop: bool = False
+    offset_s: float = 0.0     # session time at which the file starts, seconds
+
+
+@dataclass(frozen=True)
+class DuckRule:
+    key: tuple[str, ...]
+    targets: tuple[str, ...]
+    threshold_db: float = -30.0   # dBFS sample peak of the key
+    depth_db: float = -10.0       # <= 0
+    attack_ms: float = 10.0
+    hold_ms: float = 150.0
+    release_ms: float = 400.0
+
+
+@dataclass(frozen=True)
+class Master:
+    gain_db: float = 0.0
+    ceiling_db: float = -1.0      # dBFS sample peak the output never exceeds
+
+
+@dataclass(frozen=True)
+class Session:
+    path: Path
+    engine: EngineConfig
+    tracks: tuple[Track, ...]
+    ducking: tuple[DuckRule, ...] = ()
+    master: Master = field(default_factory=Master)
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    def track_index(self, name: str) -> int:
+        """Index of the track called ``name``; SessionError naming it if none."""
+        for i, t in enumerate(self.tracks):
+            if t.name == name:
+                return i
+        raise SessionError(f"{self.path}: no track named {name!r} "
+                           f"(tracks: {', '.join(t.name for t in self.tracks)})")
+
+
+# --- validation ----------------------------------------------------------------
+
+class _Where:
+    """Finds the line of a key in the TOML text, for error messages."""
+
+    def __init__(self, path: Path, text: str):
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line(self, table: str | None, index: int | None, key: str | None) -> int | None:
+        start = 0
+        if table is not None:
+            header = re.compile(r"^\s*\[\[\s*%s\s*\]\]" % re.escape(table) if index is not None
+                                else r"^\s*\[\s*%s\s*\]" % re.escape(table))
+            seen = -1
+            found = None
+            for n, text in enumerate(self.lines):
+                if header.match(text):
+                    seen += 1
+                    if index is None or seen == index:
+                        found = n
+                        break
+            if found is None:
+                return None
+            start = found
+            if key is None:
+                return found + 1
+        if key is None:
+            return None
+        pat = re.compile(r"^\s*\"?%s\"?\s*=" % re.escape(key))
+        for n in range(start + (1 if table is not None else 0), len(self.lines)):
+            if table is not None and n > start and re.match(r"^\s*\[", self.lines[n]):
+                break
+            if pat.match(self.lines[n]):
+                return n + 1
+        return start + 1 if table is not None else None
+
+    def error(self, table, index, key, problem) -> SessionError:
+        line = self.line(table, index, key)
+        loc = f"{self.path}:{line}" if line else f"{self.path}"
+        name = table or ""
+        if index is not None:
+            name += f"[{index + 1}]"
+        if key is not None:
+            name = f"{name}.{key}" if name else key
+        return SessionError(f"{loc}: {name}: {problem}")
+
+
+def _number(where, table, index, key, value, lo=None, hi=None, allow_neg_inf=False,
+            integer=False):
+    if isinstance(value, str) and allow_neg_inf and value.strip().lower() == "-inf":
+        return -math.inf
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = "an integer" if integer else "a number"
+        extra = ' or "-inf"' if allow_neg_inf else ""
+        raise where.error(table, index, key, f"{value!r} is not {kind}{extra}")
+    if integer and not isinstance(value, int):
+        raise where.error(table, index, key, f"{value!r} is not an integer")
+    if math.isnan(value) or (math.isinf(value) and not (allow_neg_inf and value < 0)):
+        raise where.error(table, index, key, f"{value!r} is not a finite number")
+    if lo is not None and value < lo and not (allow_neg_inf and value == -math.inf):
+        raise where.error(table, index, key, f"{value!r} is below the minimum {lo}")
+    if hi is not None and value > hi:
+        raise where.error(table, index, key, f"{value!r} is above the maximum {hi}")
+    return value
+
+
+def _bool(where, table, index, key, value):
+    if not isinstance(value, bool):
+        raise where.error(table, index, key, f"{value!r} is not true or false")
+    return value
+
+
+def _string(where, table, index, key, value):
+    if not isinstance(value, str) or not value.strip():
+        raise where.error(table, index, key, f"{value!r} is not a non-empty string")
+    return value
+
+
+def _names(where, table, index, key, value):
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise where.error(table, index, key, f"{value!r} is not a list of track names")
+    return tuple(value)
+
+
+def _check_keys(where, table, index, data, allowed):
+    if not isinstance(data, dict):
+        raise where.error(table, index, None, "must be a table")
+    for key in data:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, list(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else \
+                f" (known keys: {', '.join(allowed)})"
+            raise where.error(table, index, key, f"unknown key{hint}")
+
+
+_TOP = ("engine", "tracks", "ducking", "master")
+_ENGINE = ("samplerate", "blocksize", "channels")
+_TRACK = ("name", "file", "gain_db", "pan", "mute", "solo", "loop", "offset_s")
+_DUCK = ("key", "targets", "threshold_db", "depth_db", "attack_ms", "hold_ms", "release_ms")
+_MASTER = ("gain_db", "ceiling_db")
+
+
+def load_session(path, check_files: bool = True) -> Session:
+    """Read and validate a session file. Raises SessionError naming file, line and key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SessionError(f"{path}: session file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SessionError(f"{path}: cannot read session file: {e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SessionError(f"{path}: not valid TOML: {e}") from None
+    return parse_session(data, path.resolve(), text, check_files)
+
+
+def parse_session(data: dict, path: Path, text: str = "", check_files: bool = True) -> Session:
+    where = _Where(path, text)
+    _check_keys(where, None, None, data, _TOP)
+
+    eng = data.get("engine", {})
+    _check_keys(where, "engine", None, eng, _ENGINE)
+    sr = _number(where, "engine", None, "samplerate", eng.get("samplerate", 48000), integer=True)
+    if sr not in SAMPLERATES:
+        raise where.error("engine", None, "samplerate",
+                          f"{sr} Hz is not supported (use one of "
+                          f"{', '.join(str(s) for s in SAMPLERATES)})")
+    bs = _number(where, "engine", None, "blocksize", eng.get("blocksize", 128), integer=True)
+    if not 1 <= bs <= MAX_BLOCKSIZE:
+        raise where.error("engine", None, "blocksize",
+                          f"{bs} frames is not supported (1 to {MAX_BLOCKSIZE})")
+    ch = _number(where, "engine", None, "channels", eng.get("channels", 2), integer=True)
+    if ch not in (1, 2):
+        raise where.error("engine", None, "channels", f"{ch} output channels: use 1 or 2")
+    engine = EngineConfig(sr, bs, ch)
+
+    raw_tracks = data.get("tracks", [])
+    if not isinstance(raw_tracks, list) or not raw_tracks:
+        raise where.error(None, None, "tracks", "a session needs at least one [[tracks]] table")
+    tracks = []
+    seen = {}
+    for i, t in enumerate(raw_tracks):
+        _check_keys(where, "tracks", i, t, _TRACK)
+        if "name" not in t:
+            raise where.error("tracks", i, "name", "missing (every track needs a unique name)")
+        name = _string(where, "tracks", i, "name", t["name"])
+        if name in seen:
+            raise where.error("tracks", i, "name",
+                              f"duplicate track name {name!r} (also tracks[{seen[name] + 1}])")
+        if name == "master":
+            raise where.error("tracks", i, "name", "'master' is reserved for the master bus")
+        seen[name] = i
+        if "file" not in t:
+            raise where.error("tracks", i, "file", f"missing: track {name!r} needs a file")
+        file = (path.parent / _string(where, "tracks", i, "file", t["file"])).resolve()
+        if check_files:
+            _check_audio_file(where, i, file)
+        tracks.append(Track(
+            name=name, file=file,
+            gain_db=float(_number(where, "tracks", i, "gain_db", t.get("gain_db", 0.0),
+                                  lo=-math.inf, hi=MAX_GAIN_DB, allow_neg_inf=True)),
+            pan=float(_number(where, "tracks", i, "pan", t.get("pan", 0.0), -1.0, 1.0)),
+            mute=_bool(where, "tracks", i, "mute", t.get("mute", False)),
+            solo=_bool(where, "tracks", i, "solo", t.get("solo", False)),
+            loop=_bool(where, "tracks", i, "loop", t.get("loop", False)),
+            offset_s=float(_number(where, "tracks", i, "offset_s", t.get("offset_s", 0.0),
+                                   lo=0.0)),
+        ))
+
+    rules = []
+    raw_rules = data.get("ducking", [])
+    if not isinstance(raw_rules, list):
+        raise where.error(None, None, "ducking", "must be an array of tables ([[ducking]])")
+    for i, d in enumerate(raw_rules):
+        _check_keys(where, "ducking", i, d, _DUCK)
+        for k in ("key", "targets"):
+            if k not in d:
+                raise where.error("ducking", i, k, "missing")
+        key = _names(where, "ducking", i, "key", d["key"])
+        targets = _names(where, "ducking", i, "targets", d["targets"])
+        for k, names in (("key", key), ("targets", targets)):
+            for n in names:
+                if n not in seen:
+                    raise where.error("ducking", i, k,
+                                      f"unknown track {n!r} (tracks: {', '.join(seen)})")
+        both = set(key) & set(targets)
+        if both:
+            raise where.error("ducking", i, "targets",
+                              f"track {sorted(both)[0]!r} cannot duck itself "
+                              "(it is both a key and a target)")
+        rules.append(DuckRule(
+            key=key, targets=targets,
+            threshold_db=float(_number(where, "ducking", i, "threshold_db",
+                                       d.get("threshold_db", -30.0), -100.0, 0.0)),
+            depth_db=float(_number(where, "ducking", i, "depth_db", d.get("depth_db", -10.0),
+                                   MIN_DEPTH_DB, 0.0)),
+            attack_ms=float(_number(where, "ducking", i, "attack_ms", d.get("attack_ms", 10.0),
+                                    0.0, MAX_TIME_MS)),
+            hold_ms=float(_number(where, "ducking", i, "hold_ms", d.get("hold_ms", 150.0),
+                                  0.0, MAX_TIME_MS)),
+            release_ms=float(_number(where, "ducking", i, "release_ms",
+                                     d.get("release_ms", 400.0), 0.0, MAX_TIME_MS)),
+        ))
+
+    m = data.get("master", {})
+    _check_keys(where, "master", None, m, _MASTER)
+    master = Master(
+        gain_db=float(_number(where, "master", None, "gain_db", m.get("gain_db", 0.0),
+                              lo=-math.inf, hi=MAX_GAIN_DB, allow_neg_inf=True)),
+        ceiling_db=float(_number(where, "master", None, "ceiling_db", m.get("ceiling_db", -1.0),
+                                 -60.0, 0.0)),
+    )
+    return Session(path=path, engine=engine, tracks=tuple(tracks), ducking=tuple(rules),
+                   master=master)
+
+
+def _check_audio_file(where, index, file: Path):
+    import soundfile as sf
+
+    if not file.exists():
+        raise where.error("tracks", index, "file", f"{file}: no such file")
+    try:
+        info = sf.info(str(file))
+    except Exception as e:  # libsndfile's reasons are short and specific
+        reason = str(e).split(":")[-1].strip() or type(e).__name__
+        raise where.error("tracks", index, "file",
+                          f"{file}: not a readable audio file ({reason})") from None
+    if info.channels > 2:
+        raise where.error("tracks", index, "file",
+                          f"{file}: has {info.channels} channels; livemix plays mono and "
+                          "stereo files (mix it down to stereo first)")
+    if info.frames == 0:
+        raise where.error("tracks", index, "file", f"{file}: contains no audio")
