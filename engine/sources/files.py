@@ -45,7 +45,7 @@ class FileSource:
                                                   dtype="float32", quality="HQ")
         self.offset_frames = round(track.offset_s * samplerate)
         self._pending = np.zeros((0, 2), np.float32)
-        self._produced = 0          # timeline frames handed to the ring or pending
+        self._produced = 0          # timeline frames produced so far
         self._done = False
         self.nonfinite = 0          # NaN/Inf samples replaced by 0
         self.notices: list[str] = []
@@ -64,6 +64,7 @@ class FileSource:
         """Next chunk of the timeline, (k, 2) float32; None at the end."""
         if self._produced < self.offset_frames:
             k = min(CHUNK, self.offset_frames - self._produced)
+            self._produced += k
             return np.zeros((k, 2), np.float32)
         try:
             x = self._file.read(CHUNK, dtype="float32", always_2d=True)
@@ -93,7 +94,8 @@ class FileSource:
             x = self._resampler.resample_chunk(x, last=last)
         if last:
             self._done = True
-        return x if len(x) or not last else np.zeros((0, 2), np.float32)
+        self._produced += len(x)
+        return x
 
     def fill(self, ring, pos, until: int | None = None) -> None:
         """Push frames into the ring until it is full, the track ends, or it holds
