@@ -61,18 +61,22 @@ def default_duration_frames(sources) -> int:
 
 
 class Progress:
-    """A one-line progress bar on stderr, shown only on a terminal after 1 s."""
+    """A one-line progress bar on stderr.
+
+    enabled=None: on a terminal, once the work has taken 1 s; True: always, at once.
+    """
 
     def __init__(self, total_s: float, enabled: bool | None = None):
         self.total = total_s
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.delay = 1.0 if enabled is None else 0.0
         self.start = time.perf_counter()
         self.last = 0.0
         self.shown = False
 
     def update(self, done_s: float) -> None:
         now = time.perf_counter()
-        if not self.enabled or now - self.start < 1.0 or now - self.last < 0.1:
+        if not self.enabled or now - self.start < self.delay or now - self.last < 0.1:
             return
         self.last = now
         frac = min(1.0, done_s / self.total) if self.total else 1.0
