@@ -1,6 +1,6 @@
 """Parameter ids, units and laws shared by the control side and the kernels.
 
-Everything here is a pure function or a constant; the ``@njit`` functions are
+Everything here is a pure function or a constant; the ``@rt_kernel`` functions are
 callable from Python and from nopython code alike (any thread).
 
 Units: gains in dB (``-inf`` allowed) on the control side, linear amplitude
@@ -8,7 +8,7 @@ inside the kernels; pan in [-1, +1]; times in samples inside the kernels.
 """
 import math
 
-from numba import njit
+from .dsp.jit import rt_kernel
 
 # --- command protocol (control thread -> audio thread) ----------------------
 # A command is four float64: (frame, param, target, value).
@@ -32,7 +32,7 @@ _QUARTER_PI = math.pi / 4.0
 _COS_QUARTER_PI = math.cos(_QUARTER_PI)
 
 
-@njit(cache=True)
+@rt_kernel
 def db_to_lin(db):
     """dB -> linear amplitude; -inf dB gives exactly 0.0 and 0 dB exactly 1.0."""
     if db == -math.inf:
@@ -42,7 +42,7 @@ def db_to_lin(db):
     return math.pow(10.0, db / 20.0)
 
 
-@njit(cache=True)
+@rt_kernel
 def lin_to_db(x):
     """Linear amplitude -> dB; 0 gives -inf."""
     if x <= 0.0:
@@ -50,7 +50,7 @@ def lin_to_db(x):
     return 20.0 * math.log10(x)
 
 
-@njit(cache=True)
+@rt_kernel
 def pan_gains(pan):
     """Constant-power pan law, normalised to unity at the centre.
 

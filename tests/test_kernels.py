@@ -215,7 +215,7 @@ def test_limiter_matches_reference_any_segmentation():
     expected = ref.limiter(x.astype(np.float64), c, window, rel)
     for seg in (1, 64, 97, 4096):
         buf = np.ascontiguousarray(x.T).copy()
-        delay = np.zeros((2, window), np.float32)
+        delay = np.zeros((2, window - 1 + seg), np.float32)
         dq_val = np.zeros(window)
         dq_idx = np.zeros(window, np.int64)
         box = np.ones(window)

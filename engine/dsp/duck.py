@@ -17,7 +17,7 @@ Definitions (these are what the tests check):
 import math
 
 import numpy as np
-from numba import njit
+from .jit import rt_kernel
 
 from .layout import (D_ATTACK_INC, D_HOLD, D_RELEASE_INC, D_THRESHOLD, DS_AMOUNT,
                      DS_DEPTH, DS_GAIN, DS_HOLD_LEFT, DS_STEADY)
@@ -26,7 +26,7 @@ from .smoothing import ramp_advance, ramp_at, ramp_steady
 _DB_TO_NEPER = math.log(10.0) / 20.0
 
 
-@njit(cache=True)
+@rt_kernel
 def duck_segment(key, a, b, cfg, st, gain_out, min_hold, ramp_n):
     """Run one rule's envelope over samples [a, b) of ``key`` (2, N) float32.
 

@@ -19,57 +19,55 @@ the running mean (it does nothing in practice; it makes the bound exact).
 
 The minimum uses a monotonic deque of the values below 1 (amortised O(1));
 a segment whose peak stays under c while the limiter is idle takes a fast
-path that only runs the delay line.
+path that only runs the delay line (vectorised copies).
 """
 import numpy as np
-from numba import njit
+from .jit import rt_kernel
 
-from .layout import (L_BOXSUM, L_ENV, LI_BOX_BELOW, LI_BOX_POS, LI_DELAY_POS,
-                     LI_DQ_COUNT, LI_DQ_HEAD, LI_N)
+from .layout import L_BOXSUM, L_ENV, LI_BOX_BELOW, LI_BOX_POS, LI_DQ_COUNT, LI_DQ_HEAD, LI_N
+from .vec import copy, peak
 
 _SNAP = 1.0 - 1e-9   # release snaps to exactly 1.0 from here (a step of -180 dB)
 
 
-@njit(cache=True)
+@rt_kernel
 def limiter_idle(fst, ist):
     """True when the limiter holds no gain reduction anywhere in its windows."""
     return fst[L_ENV] == 1.0 and ist[LI_DQ_COUNT] == 0 and ist[LI_BOX_BELOW] == 0
 
 
-@njit(cache=True)
-def limit_segment(mix, a, b, ceiling, release, window, delay, dq_val, dq_idx, box,
-                  fst, ist):
+@rt_kernel
+def limit_segment(mix, a, b, ceiling, release, window, delay, dq_val, dq_idx, box, fst, ist):
     """Limit ``mix[:, a:b]`` (2, N) float32 in place. Returns samples reduced.
 
-    ``ceiling`` is linear and must be representable in float32. Audio thread only.
+    ``delay`` (2, window - 1 + N) holds the lookahead: its first window - 1
+    frames are the delayed samples still to come out. ``ceiling`` is linear
+    and must be representable in float32. Audio thread only.
     """
+    n = b - a
+    dlen = window - 1
+    for c in range(2):
+        copy(delay[c], dlen, mix[c], a, n)          # append this segment's input
+    pk = max(peak(mix[0], a, b), peak(mix[1], a, b))
+    reduced = 0
+    if pk <= ceiling and limiter_idle(fst, ist):
+        # Fast path: the gain is exactly 1; only the delay runs.
+        for c in range(2):
+            copy(mix[c], a, delay[c], 0, n)
+        ist[LI_N] += n
+        ist[LI_BOX_POS] = (ist[LI_BOX_POS] + n) % window
+    else:
+        reduced = _limit_slow(mix, a, b, ceiling, release, window, delay, dq_val, dq_idx,
+                              box, fst, ist)
+    for c in range(2):
+        copy(delay[c], 0, delay[c], n, dlen)        # keep the last window - 1 inputs
+    return reduced
+
+
+@rt_kernel
+def _limit_slow(mix, a, b, ceiling, release, window, delay, dq_val, dq_idx, box, fst, ist):
     c32 = np.float32(ceiling)
     dlen = window - 1
-    dpos = ist[LI_DELAY_POS]
-
-    peak = 0.0
-    for i in range(a, b):
-        p = max(abs(mix[0, i]), abs(mix[1, i]))
-        if p > peak:
-            peak = p
-    if peak <= ceiling and limiter_idle(fst, ist):
-        # Fast path: only the delay line runs; the gain is exactly 1.
-        if dlen > 0:
-            for i in range(a, b):
-                xl = mix[0, i]
-                xr = mix[1, i]
-                mix[0, i] = delay[0, dpos]
-                mix[1, i] = delay[1, dpos]
-                delay[0, dpos] = xl
-                delay[1, dpos] = xr
-                dpos += 1
-                if dpos == dlen:
-                    dpos = 0
-        ist[LI_DELAY_POS] = dpos
-        ist[LI_N] += b - a
-        ist[LI_BOX_POS] = (ist[LI_BOX_POS] + (b - a)) % window
-        return 0
-
     env = fst[L_ENV]
     boxsum = fst[L_BOXSUM]
     n = ist[LI_N]
@@ -79,8 +77,9 @@ def limit_segment(mix, a, b, ceiling, release, window, delay, dq_val, dq_idx, bo
     below = ist[LI_BOX_BELOW]
     reduced = 0
     for i in range(a, b):
-        xl = mix[0, i]
-        xr = mix[1, i]
+        k = i - a
+        xl = delay[0, dlen + k]
+        xr = delay[1, dlen + k]
         p = max(abs(xl), abs(xr))
         q = 1.0 if p <= ceiling else ceiling / p
         if env < 1.0:
@@ -128,24 +127,12 @@ def limit_segment(mix, a, b, ceiling, release, window, delay, dq_val, dq_idx, bo
         else:
             boxsum += m - old
             s = boxsum / window
-        # lookahead delay
-        if dlen > 0:
-            yl = delay[0, dpos]
-            yr = delay[1, dpos]
-            delay[0, dpos] = xl
-            delay[1, dpos] = xr
-            dpos += 1
-            if dpos == dlen:
-                dpos = 0
-        else:
-            yl = xl
-            yr = xr
+        yl = delay[0, k]
+        yr = delay[1, k]
         if s != 1.0:
             s32 = np.float32(s)
-            yl = yl * s32
-            yr = yr * s32
-            yl = min(max(yl, -c32), c32)
-            yr = min(max(yr, -c32), c32)
+            yl = min(max(yl * s32, -c32), c32)
+            yr = min(max(yr * s32, -c32), c32)
         mix[0, i] = yl
         mix[1, i] = yr
         n += 1
@@ -156,5 +143,4 @@ def limit_segment(mix, a, b, ceiling, release, window, delay, dq_val, dq_idx, bo
     ist[LI_DQ_COUNT] = count
     ist[LI_BOX_POS] = bpos
     ist[LI_BOX_BELOW] = below
-    ist[LI_DELAY_POS] = dpos
     return reduced

@@ -8,12 +8,12 @@ been produced. The value is a closed form of the sample position, so it is the
 same however the stream is cut into blocks, and a finished ramp multiplies by
 its target exactly (bit-transparent at 1.0).
 """
-from numba import njit
+from .jit import rt_kernel
 
 from .layout import RAMP_POS, RAMP_START, RAMP_TARGET
 
 
-@njit(cache=True, inline="always")
+@rt_kernel(inline="always")
 def ramp_at(ramp, n, k):
     """Value of ``ramp`` for the sample k after its current position; n = ramp length.
 
@@ -26,13 +26,13 @@ def ramp_at(ramp, n, k):
     return start + (ramp[RAMP_TARGET] - start) * (pos / n)
 
 
-@njit(cache=True, inline="always")
+@rt_kernel(inline="always")
 def ramp_steady(ramp, n):
     """True when the ramp has reached its target."""
     return ramp[RAMP_POS] >= n
 
 
-@njit(cache=True)
+@rt_kernel
 def ramp_to(ramp, n, target):
     """Start a ramp from the current value to ``target`` (no-op if already headed there)."""
     if target == ramp[RAMP_TARGET]:
@@ -42,14 +42,14 @@ def ramp_to(ramp, n, target):
     ramp[RAMP_POS] = 0.0
 
 
-@njit(cache=True, inline="always")
+@rt_kernel(inline="always")
 def ramp_advance(ramp, n, k):
     """Move the ramp k samples on."""
     pos = ramp[RAMP_POS] + k
     ramp[RAMP_POS] = pos if pos < n else float(n)
 
 
-@njit(cache=True)
+@rt_kernel
 def ramp_jump(ramp, n, value):
     """Set the ramp to ``value`` at once (initial state, no smoothing)."""
     ramp[RAMP_START] = value

@@ -16,25 +16,25 @@ Order of work for a block:
 import math
 
 import numpy as np
-from numba import njit
+from ..dsp.jit import rt_kernel
 
 from ..dsp.duck import duck_segment
 from ..dsp.layout import (C_LOOKAHEAD, C_MAXBLOCK, C_MINHOLD, C_NRULES, C_NTRACKS, C_OUTCH,
-                          C_RAMP, CMD_FRAME, CMD_PARAM, CMD_TARGET, CMD_VALUE, DS_DEPTH,
+                          C_RAMP, CMD_FRAME, CMD_PARAM, CMD_TARGET, CMD_VALUE, DS_DEPTH, DS_GAIN,
                           DS_STEADY, K_BLOCKS, K_CEIL, K_CMD_APPLIED, K_CMD_INVALID,
                           K_CMD_LATE, K_FRAME, K_NAN, M_CEILING, M_GAIN_DB, M_RAMP, M_RELEASE,
                           Q_READ, Q_WRITE, R_GAIN, R_PAN_L, R_PAN_R, T_GAIN_DB, T_MUTE, T_PAN,
                           T_SOLO)
 from ..dsp.limiter import limit_segment
-from ..dsp.meters import peak_sumsq
-from ..dsp.mix import add_key, mix_track
-from ..dsp.smoothing import ramp_advance, ramp_at, ramp_steady, ramp_to
+from ..dsp.mix import add_key, gain_stage, mix_track
+from ..dsp.smoothing import ramp_to
+from ..dsp.vec import NONFINITE_BITS, fill, peak, peak_bits, sumsq
 from ..params import (P_DUCK_DEPTH, P_GAIN, P_MASTER_GAIN, P_MUTE, P_PAN, P_SOLO, db_to_lin,
                       lin_to_db, pan_gains)
 from .rings import ring_pull
 
 
-@njit(cache=True)
+@rt_kernel
 def track_gain_target(st, t, any_solo):
     """Linear gain a track heads for: fader x (not muted) x (soloed, or no solo at all)."""
     ctl = st.track_ctl[t]
@@ -45,7 +45,7 @@ def track_gain_target(st, t, any_solo):
     return db_to_lin(ctl[T_GAIN_DB])
 
 
-@njit(cache=True)
+@rt_kernel
 def retarget_all(st):
     """Point every track's gain ramp at its target (after a mute/solo/fader change)."""
     ntracks = st.cfg[C_NTRACKS]
@@ -57,7 +57,7 @@ def retarget_all(st):
         ramp_to(st.track_ramp[t, R_GAIN], st.cfg[C_RAMP], track_gain_target(st, t, any_solo))
 
 
-@njit(cache=True)
+@rt_kernel
 def apply_command(st, param, target, value):
     """Apply one parameter change now. Returns False for an unknown param or target."""
     ramp_n = st.cfg[C_RAMP]
@@ -93,7 +93,7 @@ def apply_command(st, param, target, value):
     return True
 
 
-@njit(cache=True)
+@rt_kernel
 def _segment(st, a, b):
     """Mix samples [a, b) of the current block into st.mixbuf and limit them."""
     cfg = st.cfg
@@ -103,9 +103,8 @@ def _segment(st, a, b):
     # ducking rules: key sum after the key tracks' faders, then the envelope
     for r in range(nrules):
         key = st.keybuf
-        for c in range(2):
-            for i in range(a, b):
-                key[c, i] = np.float32(0.0)
+        fill(key[0], a, b, 0.0)
+        fill(key[1], a, b, 0.0)
         for t in range(ntracks):
             if st.rule_keys[r, t]:
                 add_key(st.tbuf[t], a, b, st.track_ramp[t], ramp_n, key)
@@ -138,29 +137,21 @@ def _segment(st, a, b):
         if nr > 1:
             for i in range(a, b):
                 st.tduck[i] = np.float32(1.0)
-    # master fader, scrubbing anything non-finite
-    mramp = st.master[M_RAMP:M_RAMP + 3]
+    # master fader, then scrub anything non-finite (NaN/Inf never reach the output)
     bus = st.mixbuf
-    moving = not ramp_steady(mramp, ramp_n)
-    mg = ramp_at(mramp, ramp_n, 0)
-    for i in range(a, b):
-        if moving:
-            mg = ramp_at(mramp, ramp_n, i - a)
-        g = np.float32(mg)
+    gain_stage(bus, a, b, st.master[M_RAMP:M_RAMP + 3], ramp_n)
+    if max(peak_bits(bus[0], a, b), peak_bits(bus[1], a, b)) >= NONFINITE_BITS:
         for c in range(2):
-            v = bus[c, i] * g
-            if not abs(v) <= np.float32(3.0e38):
-                v = np.float32(0.0)
-                st.clock[K_NAN] += 1
-            bus[c, i] = v
-    if moving:
-        ramp_advance(mramp, ramp_n, b - a)
+            for i in range(a, b):
+                if not abs(bus[c, i]) <= np.float32(3.0e38):
+                    bus[c, i] = np.float32(0.0)
+                    st.clock[K_NAN] += 1
     st.clock[K_CEIL] += limit_segment(bus, a, b, st.master[M_CEILING], st.master[M_RELEASE],
                                       cfg[C_LOOKAHEAD], st.lim_delay, st.lim_dq_val,
                                       st.lim_dq_idx, st.lim_box, st.lim_state, st.lim_istate)
 
 
-@njit(cache=True)
+@rt_kernel
 def _chunk(st, out, n):
     cfg = st.cfg
     ntracks = cfg[C_NTRACKS]
@@ -170,9 +161,8 @@ def _chunk(st, out, n):
         ring_pull(st.src_ring[t], st.src_pos[t], st.tbuf[t], n)
         st.track_meter[t, 0] = 0.0
         st.track_meter[t, 1] = 0.0
-    for c in range(2):
-        for i in range(n):
-            st.mixbuf[c, i] = np.float32(0.0)
+    fill(st.mixbuf[0], 0, n, 0.0)
+    fill(st.mixbuf[1], 0, n, 0.0)
     cmds = st.cmd_ring
     cap = cmds.shape[0]
     a = 0
@@ -199,11 +189,11 @@ def _chunk(st, out, n):
         m = st.track_meter[t]
         m[1] = math.sqrt(m[1] / (2 * n))
     for r in range(nrules):
-        st.rule_meter[r] = lin_to_db(st.rule_state[r, 2])
+        st.rule_meter[r] = lin_to_db(st.rule_state[r, DS_GAIN])
     for c in range(2):
-        pk, ss = peak_sumsq(st.mixbuf[c], 0, n)
+        pk = peak(st.mixbuf[c], 0, n)
         st.master_meter[c, 0] = pk
-        st.master_meter[c, 1] = math.sqrt(ss / n)
+        st.master_meter[c, 1] = math.sqrt(sumsq(st.mixbuf[c], 0, n) / n)
         if pk > st.peak_hold[c]:
             st.peak_hold[c] = pk
     if cfg[C_OUTCH] == 1:
@@ -217,7 +207,7 @@ def _chunk(st, out, n):
     st.clock[K_BLOCKS] += 1
 
 
-@njit(cache=True)
+@rt_kernel
 def process_block(st, out, nframes):
     """Mix ``nframes`` frames into ``out`` (frames x channels float32). Any thread; RT-safe."""
     maxblock = st.cfg[C_MAXBLOCK]
@@ -228,7 +218,7 @@ def process_block(st, out, nframes):
         done += n
 
 
-@njit(cache=True)
+@rt_kernel
 def run_blocks(st, out, nframes, blocksize):
     """Call ``process_block`` for consecutive blocks of ``blocksize`` frames (offline driver)."""
     done = 0

@@ -10,12 +10,13 @@ counter always advances by the frames it played, even when the ring ran dry
 arrive late are skipped, never played late.
 """
 import numpy as np
-from numba import njit
+from ..dsp.jit import rt_kernel
 
 from ..dsp.layout import S_EOF, S_READ, S_UNDERRUNS, S_WRITE
+from ..dsp.vec import copy, fill
 
 
-@njit(cache=True)
+@rt_kernel
 def ring_pull(ring, pos, dst, n):
     """Consume n frames of a (2, size) source ring into dst[:, :n]. Audio thread.
 
@@ -40,12 +41,9 @@ def ring_pull(ring, pos, dst, n):
     start = r & mask
     first = valid if valid < size - start else size - start
     for c in range(2):
-        for i in range(first):
-            dst[c, i] = ring[c, start + i]
-        for i in range(first, valid):
-            dst[c, i] = ring[c, i - first]
-        for i in range(valid, n):
-            dst[c, i] = np.float32(0.0)
+        copy(dst[c], 0, ring[c], start, first)
+        copy(dst[c], first, ring[c], 0, valid - first)
+        fill(dst[c], valid, n, 0.0)
     pos[S_READ] = r + n
 
 
