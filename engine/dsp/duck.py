@@ -22,6 +22,7 @@ from .jit import rt_kernel
 from .layout import (D_ATTACK_INC, D_HOLD, D_RELEASE_INC, D_THRESHOLD, DS_AMOUNT,
                      DS_DEPTH, DS_GAIN, DS_HOLD_LEFT, DS_STEADY)
 from .smoothing import ramp_advance, ramp_at, ramp_steady
+from .vec import fill, peak
 
 _DB_TO_NEPER = math.log(10.0) / 20.0
 
@@ -43,6 +44,21 @@ def duck_segment(key, a, b, cfg, st, gain_out, min_hold, ramp_n):
     depth_ramp = st[DS_DEPTH:DS_DEPTH + 3]
     depth_moving = not ramp_steady(depth_ramp, ramp_n)
     g32 = np.float32(st[DS_GAIN])
+    n = b - a
+    if not depth_moving and (amount == 0.0 or amount == 1.0):
+        # Fast paths: the exact outcome of the per-sample loop when the gain cannot move.
+        if amount == 0.0 and left == 0 and max(peak(key[0], a, b), peak(key[1], a, b)) <= thr:
+            fill(gain_out, a, b, g32)                   # idle, key quiet throughout
+            st[DS_STEADY] = 1.0
+            return
+        if amount == 1.0 and left > n and hold >= n:
+            last = b - 1                                # fully ducked, hold cannot run out
+            while last >= a and max(abs(key[0, last]), abs(key[1, last])) <= thr:
+                last -= 1
+            st[DS_HOLD_LEFT] = hold - (b - 1 - last) if last >= a else left - n
+            fill(gain_out, a, b, g32)
+            st[DS_STEADY] = 1.0
+            return
     steady = True
     for i in range(a, b):
         lvl = max(abs(key[0, i]), abs(key[1, i]))
