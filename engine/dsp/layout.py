@@ -132,3 +132,61 @@ CMD_FRAME = 0
 CMD_PARAM = 1
 CMD_TARGET = 2
 CMD_VALUE = 3
+
+
+# --- the callback's side: recording ring, health counters ----------------------
+IoState = namedtuple(
+    "IoState",
+    [
+        "io_cfg",      # int64 (N_IOCFG,)            static configuration
+        "stats",       # int64 (N_STATS,)            audio-thread counters (health)
+        "load_hist",   # int64 (LOAD_BINS,)          callback duration, % of the period
+        "ts",          # int64 (2,)                  timespec scratch for clock_gettime
+        "in_map",      # int64 (T, 2)                device input channel per track L/R, -1 = none
+        "rec_ring",    # float32 (NREC, RECLEN)      master channels, then 2 per stem
+        "rec_idx",     # int64 (N_RECIDX,)           ring counters
+        "rec_drops",   # int64 (DROPCAP, 2)          (ring frame, frames) of each overflow
+    ],
+)
+
+# io_cfg
+IO_RECORD = 0       # 1 while the audio thread copies output into rec_ring (control thread sets)
+IO_STEMS = 1        # 1 to record each track's pre-fader signal too
+IO_INCH = 2         # device input channels
+IO_OUTCH = 3        # channels in the output buffer
+N_IOCFG = 4
+
+# stats (all written by the audio thread only)
+ST_CALLBACKS = 0
+ST_FRAMES = 1
+ST_XRUNS = 2        # callbacks flagged with any PortAudio status bit
+ST_IN_UNDERFLOW = 3
+ST_IN_OVERFLOW = 4
+ST_OUT_UNDERFLOW = 5
+ST_OUT_OVERFLOW = 6
+ST_LAST_NS = 7      # duration of the last callback
+ST_MAX_NS = 8
+ST_SUM_NS = 9
+ST_LAST_PPM = 10    # load of the last callback, parts per million of its period
+ST_MAX_PPM = 11
+ST_SUM_PPM = 12
+ST_REC_DROPPED = 13  # frames the record ring had no room for
+ST_LAST_NOW = 14    # monotonic ns at the end of the last callback (heartbeat)
+N_STATS = 16
+
+LOAD_BINS = 400     # 0.5 % of the period per bin, 0 .. 200 %
+LOAD_BIN_PPM = 5000
+
+# rec_idx
+RI_WRITE = 0        # frames put in the ring (audio thread)
+RI_READ = 1         # frames taken out (writer thread)
+RI_DROP_W = 2       # drop-log entries written (audio thread)
+RI_DROP_R = 3       # drop-log entries read (writer thread)
+N_RECIDX = 4
+
+# PortAudio callback status flags
+PA_INPUT_UNDERFLOW = 1
+PA_INPUT_OVERFLOW = 2
+PA_OUTPUT_UNDERFLOW = 4
+PA_OUTPUT_OVERFLOW = 8
+PA_PRIMING_OUTPUT = 16

@@ -151,3 +151,38 @@ def _initialise(st: EngineState, session, maxblock: int, ring: int, window: int)
     st.lim_box[:] = 1.0
     st.tduck[:] = 1.0
     st.rule_meter[:] = 0.0
+
+
+RECORD_RING_S = 10.5      # recording ring, seconds (rounded up to a power of two)
+DROP_LOG = 4096           # record-ring overflow events remembered
+
+
+def allocate_io(session, stems: bool = False, input_channels: int = 0, input_map=None,
+                record_s: float = RECORD_RING_S, alloc=_numpy_alloc):
+    """Allocate the callback's state: recording ring, health counters, input map.
+
+    input_map: {track index: (left channel, right channel)} 0-based device inputs.
+    """
+    from ..dsp.layout import (IO_INCH, IO_OUTCH, IO_STEMS, LOAD_BINS, N_IOCFG, N_RECIDX,
+                              N_STATS, IoState)
+    ntracks = len(session.tracks)
+    outch = session.engine.channels
+    nrec = outch + (2 * ntracks if stems else 0)
+    reclen = _pow2(int(record_s * session.engine.samplerate))
+    io = IoState(
+        io_cfg=alloc("io_cfg", (N_IOCFG,), np.int64),
+        stats=alloc("stats", (N_STATS,), np.int64),
+        load_hist=alloc("load_hist", (LOAD_BINS,), np.int64),
+        ts=alloc("ts", (2,), np.int64),
+        in_map=alloc("in_map", (ntracks, 2), np.int64),
+        rec_ring=alloc("rec_ring", (nrec, reclen), np.float32),
+        rec_idx=alloc("rec_idx", (N_RECIDX,), np.int64),
+        rec_drops=alloc("rec_drops", (DROP_LOG, 2), np.int64),
+    )
+    io.io_cfg[IO_OUTCH] = outch
+    io.io_cfg[IO_INCH] = input_channels
+    io.io_cfg[IO_STEMS] = int(stems)
+    io.in_map[:] = -1
+    for t, (left, right) in (input_map or {}).items():
+        io.in_map[t] = (left, right)
+    return io

@@ -1,0 +1,122 @@
+"""One audio callback's work: live inputs in, the block function, recording out, health.
+
+``engine_cycle`` is what the PortAudio ``@cfunc`` calls (live) and what the
+virtual backend's clock-paced thread calls: the same code either way. It
+processes the callback's frames in chunks of at most ``C_MAXBLOCK``, so the
+pre-fader stems it records are always the frames just mixed. Audio thread.
+"""
+import numpy as np
+
+from ..dsp.jit import rt_kernel
+from ..dsp.layout import (C_MAXBLOCK, C_NTRACKS, C_SR, IO_INCH, IO_OUTCH, IO_RECORD, IO_STEMS,
+                          LOAD_BIN_PPM, LOAD_BINS, PA_INPUT_OVERFLOW, PA_INPUT_UNDERFLOW,
+                          PA_OUTPUT_OVERFLOW, PA_OUTPUT_UNDERFLOW, RI_DROP_R,
+                          RI_DROP_W, RI_READ, RI_WRITE, S_WRITE, ST_CALLBACKS, ST_FRAMES,
+                          ST_IN_OVERFLOW, ST_IN_UNDERFLOW, ST_LAST_NOW, ST_LAST_NS, ST_LAST_PPM,
+                          ST_MAX_NS, ST_MAX_PPM, ST_OUT_OVERFLOW, ST_OUT_UNDERFLOW, ST_REC_DROPPED,
+                          ST_SUM_NS, ST_SUM_PPM, ST_XRUNS)
+from .block import process_block
+from .clock import now_ns
+
+
+@rt_kernel
+def _inputs_to_rings(st, io, inp, offset, n):
+    """Copy device input channels into the source rings of live-input tracks."""
+    inch = io.io_cfg[IO_INCH]
+    if inch == 0:
+        return
+    for t in range(st.cfg[C_NTRACKS]):
+        cl = io.in_map[t, 0]
+        if cl < 0:
+            continue
+        cr = io.in_map[t, 1]
+        ring = st.src_ring[t]
+        mask = ring.shape[1] - 1
+        w = st.src_pos[t, S_WRITE]
+        for i in range(n):
+            j = (w + i) & mask
+            ring[0, j] = inp[offset + i, cl]
+            ring[1, j] = inp[offset + i, cr]
+        st.src_pos[t, S_WRITE] = w + n
+
+
+@rt_kernel
+def _record(st, io, out, offset, n):
+    """Copy n output frames (and stems) into the record ring, or count them dropped."""
+    ring = io.rec_ring
+    size = ring.shape[1]
+    mask = size - 1
+    idx = io.rec_idx
+    w = idx[RI_WRITE]
+    if size - (w - idx[RI_READ]) < n:
+        io.stats[ST_REC_DROPPED] += n
+        drops = io.rec_drops
+        dw = idx[RI_DROP_W]
+        if dw - idx[RI_DROP_R] < drops.shape[0]:
+            slot = dw & (drops.shape[0] - 1)
+            drops[slot, 0] = w
+            drops[slot, 1] = n
+            idx[RI_DROP_W] = dw + 1
+        return
+    outch = io.io_cfg[IO_OUTCH]
+    for i in range(n):
+        j = (w + i) & mask
+        for c in range(outch):
+            ring[c, j] = out[offset + i, c]
+    if io.io_cfg[IO_STEMS] != 0:
+        for t in range(st.cfg[C_NTRACKS]):
+            for c in range(2):
+                row = ring[outch + 2 * t + c]
+                src = st.tbuf[t, c]
+                for i in range(n):
+                    row[(w + i) & mask] = src[i]
+    idx[RI_WRITE] = w + n   # publish after the data
+
+
+@rt_kernel
+def engine_cycle(st, io, inp, out, frames, status):
+    """Mix ``frames`` frames into ``out`` (frames x channels float32); record; count.
+
+    inp: (frames, input channels) float32 (ignored when IO_INCH is 0);
+    status: PortAudio's callback flags. Audio thread only; RT-safe.
+    """
+    t0 = now_ns(io.ts)
+    stats = io.stats
+    if status & (PA_INPUT_UNDERFLOW | PA_INPUT_OVERFLOW | PA_OUTPUT_UNDERFLOW
+                 | PA_OUTPUT_OVERFLOW):
+        stats[ST_XRUNS] += 1
+        if status & PA_INPUT_UNDERFLOW:
+            stats[ST_IN_UNDERFLOW] += 1
+        if status & PA_INPUT_OVERFLOW:
+            stats[ST_IN_OVERFLOW] += 1
+        if status & PA_OUTPUT_UNDERFLOW:
+            stats[ST_OUT_UNDERFLOW] += 1
+        if status & PA_OUTPUT_OVERFLOW:
+            stats[ST_OUT_OVERFLOW] += 1
+    maxblock = st.cfg[C_MAXBLOCK]
+    recording = io.io_cfg[IO_RECORD] != 0
+    done = 0
+    while done < frames:
+        n = min(maxblock, frames - done)
+        _inputs_to_rings(st, io, inp, done, n)
+        process_block(st, out[done:done + n], n)
+        if recording:
+            _record(st, io, out, done, n)
+        done += n
+    t1 = now_ns(io.ts)
+    dur = t1 - t0
+    stats[ST_CALLBACKS] += 1
+    stats[ST_FRAMES] += frames
+    stats[ST_LAST_NS] = dur
+    stats[ST_SUM_NS] += dur
+    if dur > stats[ST_MAX_NS]:
+        stats[ST_MAX_NS] = dur
+    if frames > 0:
+        ppm = dur * st.cfg[C_SR] // (frames * 1000)   # dur / period * 1e6
+        stats[ST_LAST_PPM] = ppm
+        stats[ST_SUM_PPM] += ppm
+        if ppm > stats[ST_MAX_PPM]:
+            stats[ST_MAX_PPM] = ppm
+        b = ppm // LOAD_BIN_PPM
+        io.load_hist[b if b < LOAD_BINS else LOAD_BINS - 1] += 1
+    stats[ST_LAST_NOW] = t1
