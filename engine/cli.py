@@ -52,6 +52,97 @@ def cmd_demo(args) -> int:
     return run_demo(args)
 
 
+def run_live(session, args, say=print) -> int:
+    """Run a session live until the duration, Ctrl-C or SIGTERM; print the summary."""
+    import signal
+    import threading
+    import time
+
+    from .live import LiveEngine
+
+    engine = LiveEngine(session, backend=args.backend, device=args.device,
+                        blocksize=args.blocksize, samplerate=args.samplerate,
+                        client_name=args.client_name, record=args.record,
+                        takes_dir=args.takes_dir, say=say)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        engine.start()
+        t0 = time.monotonic()
+        next_line = t0 + 1.0
+        while not stop.wait(0.05):
+            now = time.monotonic()
+            if args.duration is not None and now - t0 >= args.duration:
+                break
+            if args.ui == "plain" and now >= next_line:
+                next_line += 1.0
+                s = engine.status()
+                say(f"{s['time_s']:7.1f} s  load max {s['load_max'] * 100:5.1f} %  "
+                    f"xruns {s['xruns']}  dropped {s['dropped_frames']}  "
+                    f"underruns {s['underruns']}  peak {s['peak_dbfs']:6.1f} dBFS"
+                    + ("  REC" if s["recording"] else "")
+                    + ("  DEVICE LOST" if s["device_lost"] else ""))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        summary = engine.stop() if engine.backend is not None else None
+    for line in summary.lines():
+        say(line)
+    return 1 if summary.dropped_frames else 0
+
+
+def cmd_run(args) -> int:
+    from .session import load_session
+
+    return run_live(load_session(args.session), args)
+
+
+def cmd_devices(args) -> int:
+    import json
+
+    from .devices import list_devices
+
+    info = list_devices()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print("audio devices:")
+    for d in info["audio"]:
+        print(f"  {d['index']:2d} {d['name']} ({d['hostapi']}): {d['inputs']} in, "
+              f"{d['outputs']} out, {d['samplerate']:.0f} Hz")
+    if not info["audio"]:
+        print("  (none: `livemix run` will use the virtual backend)")
+    print("MIDI inputs:")
+    for name in info["midi_inputs"] or ["(none)"]:
+        print(f"  {name}")
+    return 0
+
+
+def cmd_recover(args) -> int:
+    from .recorder import recover
+
+    print(recover(args.file))
+    return 0
+
+
+def _live_options(p):
+    p.add_argument("--backend", choices=("auto", "portaudio", "virtual"), default="auto",
+                   help="auto: PortAudio when an output device exists, else virtual")
+    p.add_argument("--device", metavar="NAME", help="output device (substring of its name)")
+    p.add_argument("--blocksize", type=_positive_int, metavar="N",
+                   help="fixed frames per callback (default: the host's, no added latency)")
+    p.add_argument("--samplerate", type=_positive_int, metavar="HZ")
+    p.add_argument("--client-name", default="livemix", metavar="NAME",
+                   help="JACK client name (default livemix)")
+    p.add_argument("--record", dest="record", action="store_true", default=True,
+                   help="record a take (default)")
+    p.add_argument("--no-record", dest="record", action="store_false")
+    p.add_argument("--takes-dir", metavar="DIR", help="where takes go (default: [record] dir)")
+    p.add_argument("--ui", choices=("plain", "none"), default="plain",
+                   help="plain: a status line per second; none: only the summary")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (the full usage is in --help)."""
 
@@ -75,8 +166,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames per block (default: the session's)")
     r.set_defaults(func=cmd_render)
 
-    d = sub.add_parser("demo", help="generate the demo session and play it")
-    d.add_argument("--out", metavar="FILE", help="where to write the demo mix")
+    run = sub.add_parser("run", help="mix a session live, recording a take")
+    run.add_argument("session", help="session file (.toml)")
+    run.add_argument("--duration", type=_positive_float, metavar="SECONDS",
+                     help="stop after this long (default: until Ctrl-C)")
+    _live_options(run)
+    run.set_defaults(func=cmd_run)
+
+    dev = sub.add_parser("devices", help="list audio devices and MIDI ports")
+    dev.add_argument("--json", action="store_true")
+    dev.set_defaults(func=cmd_devices)
+
+    rec = sub.add_parser("recover", help="repair the header of a take cut short")
+    rec.add_argument("file")
+    rec.set_defaults(func=cmd_recover)
+
+    d = sub.add_parser("demo", help="generate the demo session and play it live")
+    d.add_argument("--duration", type=_positive_float, metavar="SECONDS", default=None,
+                   help="how long to play (default: the whole demo, 20 s)")
+    _live_options(d)
     d.set_defaults(func=cmd_demo)
     return p
 

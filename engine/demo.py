@@ -112,7 +112,8 @@ def ensure_stems(directory=None) -> Path:
 
 
 def run_demo(args) -> int:
-    from .backends.offline import render
+    """Play the demo session live (or on the virtual backend) and record a take."""
+    from .cli import run_live
     from .errors import LivemixError
     from .session import load_session
 
@@ -122,13 +123,8 @@ def run_demo(args) -> int:
                            "(run `livemix demo` from a livemix source checkout)")
     ensure_stems(session_path.parent / "stems")
     session = load_session(session_path)
-    out = Path(args.out) if args.out else session_path.parent / "out" / "demo-mix.wav"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    print(f"livemix: rendering {session_path.name}: voice-over, music bed and clip ambience; "
-          "music and ambience duck under the voice")
-    result = render(session, str(out))
-    for note in result.notices:
-        print(f"livemix: note: {note}")
-    print(result.summary())
-    print(f"livemix: the demo mix is in {out}")
-    return 0
+    if args.duration is None:
+        args.duration = DEMO_SECONDS
+    print(f"livemix demo: {session_path.name}: a voice-over, a music bed and an AI clip's "
+          "ambience; music and ambience duck 10 dB whenever the voice speaks")
+    return run_live(session, args)

@@ -41,13 +41,14 @@ class EngineConfig:
 @dataclass(frozen=True)
 class Track:
     name: str
-    file: Path                # absolute path
+    file: Path | None         # absolute path; None for a live-input track
     gain_db: float = 0.0      # fader, dB (-inf allowed)
     pan: float = 0.0          # -1 left .. +1 right
     mute: bool = False
     solo: bool = False
     loop: bool = False
     offset_s: float = 0.0     # session time at which the file starts, seconds
+    input: tuple[int, ...] = ()   # live input: 1-based device input channels (1 or 2)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,18 @@ class Master:
     ceiling_db: float = -1.0      # dBFS sample peak the output never exceeds
 
 
+RECORD_FORMATS = ("wav", "w64", "rf64", "flac")
+RECORD_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT")
+
+
+@dataclass(frozen=True)
+class Record:
+    dir: Path | None = None       # absolute; None = "takes" beside the session file
+    format: str = "wav"
+    subtype: str = "PCM_24"
+    stems: bool = False           # also record each track's pre-fader signal
+
+
 @dataclass(frozen=True)
 class Session:
     path: Path
@@ -74,6 +87,7 @@ class Session:
     tracks: tuple[Track, ...]
     ducking: tuple[DuckRule, ...] = ()
     master: Master = field(default_factory=Master)
+    record: Record = field(default_factory=Record)
 
     @property
     def name(self) -> str:
@@ -186,11 +200,12 @@ def _check_keys(where, table, index, data, allowed):
             raise where.error(table, index, key, f"unknown key{hint}")
 
 
-_TOP = ("engine", "tracks", "ducking", "master")
+_TOP = ("engine", "tracks", "ducking", "master", "record")
 _ENGINE = ("samplerate", "blocksize", "channels")
-_TRACK = ("name", "file", "gain_db", "pan", "mute", "solo", "loop", "offset_s")
+_TRACK = ("name", "file", "input", "gain_db", "pan", "mute", "solo", "loop", "offset_s")
 _DUCK = ("key", "targets", "threshold_db", "depth_db", "attack_ms", "hold_ms", "release_ms")
 _MASTER = ("gain_db", "ceiling_db")
+_RECORD = ("dir", "format", "subtype", "stems")
 
 
 def load_session(path, check_files: bool = True) -> Session:
@@ -245,11 +260,27 @@ def parse_session(data: dict, path: Path, text: str = "", check_files: bool = Tr
         if name == "master":
             raise where.error("tracks", i, "name", "'master' is reserved for the master bus")
         seen[name] = i
-        if "file" not in t:
-            raise where.error("tracks", i, "file", f"missing: track {name!r} needs a file")
-        file = (path.parent / _string(where, "tracks", i, "file", t["file"])).resolve()
-        if check_files:
-            _check_audio_file(where, i, file)
+        if ("file" in t) == ("input" in t):
+            raise where.error("tracks", i, "file" if "file" not in t else "input",
+                              f"track {name!r} needs exactly one source: file = \"...\" "
+                              "or input = [channel, ...]")
+        file = None
+        channels = ()
+        if "file" in t:
+            file = (path.parent / _string(where, "tracks", i, "file", t["file"])).resolve()
+            if check_files:
+                _check_audio_file(where, i, file)
+        else:
+            channels = t["input"]
+            if isinstance(channels, int) and not isinstance(channels, bool):
+                channels = [channels]
+            if (not isinstance(channels, list) or not 1 <= len(channels) <= 2
+                    or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1
+                               for c in channels)):
+                raise where.error("tracks", i, "input",
+                                  f"{t['input']!r}: give one or two device input channels, "
+                                  "counted from 1 (e.g. [1] or [1, 2])")
+            channels = tuple(channels)
         tracks.append(Track(
             name=name, file=file,
             gain_db=float(_number(where, "tracks", i, "gain_db", t.get("gain_db", 0.0),
@@ -260,6 +291,7 @@ def parse_session(data: dict, path: Path, text: str = "", check_files: bool = Tr
             loop=_bool(where, "tracks", i, "loop", t.get("loop", False)),
             offset_s=float(_number(where, "tracks", i, "offset_s", t.get("offset_s", 0.0),
                                    lo=0.0)),
+            input=channels,
         ))
 
     rules = []
@@ -305,8 +337,23 @@ def parse_session(data: dict, path: Path, text: str = "", check_files: bool = Tr
         ceiling_db=float(_number(where, "master", None, "ceiling_db", m.get("ceiling_db", -1.0),
                                  -60.0, 0.0)),
     )
+    r = data.get("record", {})
+    _check_keys(where, "record", None, r, _RECORD)
+    fmt = _string(where, "record", None, "format", r.get("format", "wav")).lower()
+    if fmt not in RECORD_FORMATS:
+        raise where.error("record", None, "format",
+                          f"{fmt!r}: use one of {', '.join(RECORD_FORMATS)}")
+    subtype = _string(where, "record", None, "subtype", r.get("subtype", "PCM_24")).upper()
+    if subtype not in RECORD_SUBTYPES:
+        raise where.error("record", None, "subtype",
+                          f"{subtype!r}: use one of {', '.join(RECORD_SUBTYPES)}")
+    rdir = r.get("dir")
+    record = Record(
+        dir=(path.parent / _string(where, "record", None, "dir", rdir)).resolve() if rdir else None,
+        format=fmt, subtype=subtype,
+        stems=_bool(where, "record", None, "stems", r.get("stems", False)))
     return Session(path=path, engine=engine, tracks=tuple(tracks), ducking=tuple(rules),
-                   master=master)
+                   master=master, record=record)
 
 
 def _check_audio_file(where, index, file: Path):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import soundfile as sf
 
-from ..dsp.layout import (C_OUTCH, K_CEIL, K_CMD_INVALID, K_CMD_LATE, K_NAN, S_UNDERRUNS)
+from ..dsp.layout import C_OUTCH, K_CEIL, K_CMD_INVALID, K_CMD_LATE, K_NAN, S_EOF, S_UNDERRUNS
 from ..errors import LivemixError
 from ..params import lin_to_db
 from ..rt.block import run_blocks
@@ -53,7 +53,7 @@ class RenderResult:
 
 def default_duration_frames(sources) -> int:
     """The longest non-looping source, in session frames."""
-    lengths = [s.length_frames for s in sources if s.length_frames is not None]
+    lengths = [s.length_frames for s in sources if s is not None and s.length_frames is not None]
     if not lengths:
         raise LivemixError("every track loops, so the render has no natural end: "
                            "give --duration SECONDS")
@@ -123,7 +123,10 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
         raise LivemixError(f"--blocksize {blocksize}: must be at least 1")
     chunk = max(blocksize, int(CHUNK_S * sr) // blocksize * blocksize)
     st = allocate(session, maxblock=blocksize, ring_frames=2 * chunk + 16384)
-    sources = [FileSource(t, sr) for t in session.tracks]
+    sources = [FileSource(t, sr) if t.file else None for t in session.tracks]
+    for t, pos in zip(session.tracks, st.src_pos):
+        if t.input:
+            pos[S_EOF] = 0        # a live input is silent in an offline render
     try:
         if duration_s is not None:
             if not duration_s > 0:
@@ -142,7 +145,8 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
             while pos < total:
                 n = min(chunk, total - pos)
                 for src, ring, p in zip(sources, st.src_ring, st.src_pos):
-                    src.fill(ring, p, until=pos + n)
+                    if src is not None:
+                        src.fill(ring, p, until=pos + n)
                 while ci < len(cmds) and cmds[ci][0] < pos + n:
                     if not command_push(st.cmd_ring, st.cmd_idx, *cmds[ci]):
                         n = max(1, int(cmds[ci][0]) - pos)
@@ -159,8 +163,11 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
         bar.close()
     finally:
         for s in sources:
-            s.close()
-    notices = [n for s in sources for n in s.notices]
+            if s is not None:
+                s.close()
+    notices = [n for s in sources if s is not None for n in s.notices]
+    notices += [f"track {t.name!r} is a live input: silent in an offline render"
+                for t in session.tracks if t.input]
     for t, s in zip(session.tracks, st.src_pos):
         if s[S_UNDERRUNS]:
             notices.append(f"track {t.name!r}: {s[S_UNDERRUNS]} blocks ran dry")

@@ -94,12 +94,9 @@ def create(builders: dict) -> tuple[SharedArena, dict]:
 
 def attach(layout: Layout, types: dict) -> tuple[SharedArena, dict]:
     """Map an existing block; types: {group: namedtuple class}. Audio child process."""
+    # A spawned child shares the parent's resource tracker, which unlinks the
+    # block if the parent dies; the child only maps it.
     shm = shared_memory.SharedMemory(name=layout.shm_name)
-    try:   # the parent owns the block: keep the child's resource tracker out of it
-        from multiprocessing import resource_tracker
-        resource_tracker.unregister(shm._name, "shared_memory")
-    except Exception:
-        pass
     arena = SharedArena(shm, owner=False)
     out = {}
     for g, cls in types.items():

@@ -1,0 +1,285 @@
+"""A live run: shared state, reader thread, recorder, backend, and the control API.
+
+``LiveEngine`` lives in the parent process and owns everything that must
+outlive an audio device. Its methods are for one control thread (the CLI
+loop, the UI); ``set`` may also be called from the MIDI thread: commands go
+through a single-producer queue guarded by a lock that only control threads
+take, never the audio thread.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .dsp.layout import (IO_RECORD, K_FRAME, LOAD_BIN_PPM, S_EOF, S_UNDERRUNS, ST_CALLBACKS,
+                         ST_FRAMES, ST_MAX_NS, ST_MAX_PPM, ST_REC_DROPPED, ST_SUM_PPM, ST_XRUNS,
+                         EngineState, IoState)
+from .errors import LivemixError
+from .params import PARAM_IDS, P_DUCK_DEPTH, P_MASTER_GAIN
+from .rt import shm
+from .rt.cycle import engine_cycle
+from .rt.rings import command_push
+from .rt.state import allocate, allocate_io
+from .sources.files import FileSource
+
+READER_PERIOD_S = 0.02
+
+
+def warm_up(session, maxblock: int) -> None:
+    """Compile (or load from cache) every kernel the audio path runs, on a scratch state."""
+    st = allocate(session, maxblock=maxblock, ring_frames=4 * maxblock)
+    io = allocate_io(session, record_s=0.1)
+    out = np.zeros((maxblock, session.engine.channels), np.float32)
+    engine_cycle(st, io, out, out, maxblock, 0)
+
+
+@dataclass
+class Summary:
+    duration_s: float
+    frames: int
+    xruns: int
+    dropped_frames: int
+    underruns: dict
+    load_mean: float          # fraction of the block period
+    load_p999: float
+    load_max: float
+    callback_max_us: float
+    latency_s: float
+    backend: str
+    device: str
+    take: str | None
+    events: list = field(default_factory=list)
+    stopped_reason: str | None = None
+
+    def lines(self) -> list[str]:
+        under = sum(self.underruns.values())
+        out = [f"ran {self.duration_s:.2f} s ({self.frames} frames) on {self.backend}: "
+               f"{self.device}, latency {self.latency_s * 1000:.1f} ms",
+               f"xruns {self.xruns}, dropped frames {self.dropped_frames}, underruns {under}"
+               + (f" ({', '.join(f'{k}: {v}' for k, v in self.underruns.items() if v)})"
+                  if under else ""),
+               f"callback load mean {self.load_mean * 100:.1f} %, p99.9 "
+               f"{self.load_p999 * 100:.1f} %, max {self.load_max * 100:.1f} % "
+               f"({self.callback_max_us:.0f} us)"]
+        if self.take:
+            out.append(f"take: {self.take}")
+        if self.stopped_reason:
+            out.append(f"recording stopped: {self.stopped_reason}")
+        if self.dropped_frames:
+            out.append(f"WARNING: {self.dropped_frames} frames could not be recorded in time; "
+                       "the take holds silence in their place")
+        return out
+
+
+class LiveEngine:
+    """Runs a session in real time. ``start``, ``set``, ``status``, ``stop``."""
+
+    def __init__(self, session, backend: str = "auto", device: str | None = None,
+                 blocksize: int | None = None, samplerate: int | None = None,
+                 client_name: str = "livemix", record: bool = True, takes_dir=None,
+                 say=print):
+        if samplerate:
+            session = dataclasses.replace(
+                session, engine=dataclasses.replace(session.engine, samplerate=samplerate))
+        self.session = session
+        self.backend_choice = backend
+        self.device = device
+        self.blocksize = blocksize          # None: the host API's choice (no added latency)
+        self.client_name = client_name
+        self.record = record
+        self.takes_dir = takes_dir
+        self.say = say
+        self.events: list[dict] = []
+        self._cmd_lock = threading.Lock()
+        self._stop_readers = threading.Event()
+        self.backend = None
+        self.recorder = None
+        self.started_at = None
+
+    # -- lifecycle ------------------------------------------------------------
+    def start(self) -> None:
+        s = self.session
+        sr = s.engine.samplerate
+        maxblock = self.blocksize or s.engine.blocksize
+        inputs = {i: (t.input[0] - 1, t.input[-1] - 1) for i, t in enumerate(s.tracks) if t.input}
+        inch = max((max(t.input) for t in s.tracks if t.input), default=0)
+        self.arena, g = shm.create({
+            "st": lambda alloc: allocate(s, maxblock=maxblock, alloc=alloc),
+            "io": lambda alloc: allocate_io(s, stems=s.record.stems, input_channels=inch,
+                                            input_map=inputs, alloc=alloc),
+        })
+        self.st: EngineState = g["st"]
+        self.io: IoState = g["io"]
+        self.sources = [FileSource(t, sr) if t.file else None for t in s.tracks]
+        for src, ring, pos in zip(self.sources, self.st.src_ring, self.st.src_pos):
+            if src is not None:
+                src.fill(ring, pos)
+        warm_up(s, maxblock)
+        self._reader = threading.Thread(target=self._read_loop, name="livemix-readers",
+                                        daemon=True)
+        self._reader.start()
+        if self.record:
+            from .recorder import Recorder
+            tdir = self.takes_dir or s.record.dir or (s.path.parent / "takes")
+            self.recorder = Recorder(s, self.io, tdir, format=s.record.format,
+                                     subtype=s.record.subtype, stems=s.record.stems,
+                                     on_event=self._event)
+            self.recorder.start()
+        self._start_backend(inch, maxblock)
+        self.started_at = time.monotonic()
+
+    def _start_backend(self, inch: int, maxblock: int) -> None:
+        from .backends.portaudio import NoOutputDevice, PortAudioBackend, StreamOptions
+        from .backends.virtual import VirtualBackend
+        s = self.session
+        if self.backend_choice in ("auto", "portaudio"):
+            opts = StreamOptions(samplerate=s.engine.samplerate, blocksize=self.blocksize or 0,
+                                 channels=s.engine.channels, input_channels=inch,
+                                 device=self.device, client_name=self.client_name,
+                                 maxblock=maxblock)
+            backend = PortAudioBackend(self.arena.layout(), self.io, opts,
+                                       on_event=self._event, on_gap=self._gap)
+            try:
+                backend.start()
+                self.backend = backend
+                return
+            except NoOutputDevice:
+                if self.backend_choice == "portaudio":
+                    raise LivemixError("--backend portaudio: no audio output device found "
+                                       "(see `livemix devices`)") from None
+                self.say("livemix: no audio output device found: using the virtual backend "
+                         "(clock-paced, no sound)")
+        if inch:
+            raise LivemixError("the session has live-input tracks, which need an audio device "
+                               "(the virtual backend has no inputs)")
+        self.backend = VirtualBackend(self.st, self.io, s.engine.samplerate, maxblock)
+        self.backend.start()
+
+    def _read_loop(self) -> None:
+        while not self._stop_readers.wait(READER_PERIOD_S):
+            for i, (src, ring, pos) in enumerate(zip(self.sources, self.st.src_ring,
+                                                     self.st.src_pos)):
+                if src is None:
+                    continue
+                try:
+                    src.fill(ring, pos)
+                except LivemixError as e:
+                    self._event("source_error", str(e))
+                    self.sources[i] = None
+                    pos[S_EOF] = pos[0]    # the track ends where its data ends
+
+    def _event(self, kind: str, detail: str) -> None:
+        frame = int(self.st.clock[K_FRAME]) if hasattr(self, "st") else 0
+        self.events.append({"frame": frame, "kind": kind, "detail": detail})
+        if kind in ("device_lost", "device_back", "disk_low", "recording_stopped",
+                    "source_error"):
+            self.say(f"livemix: {kind.replace('_', ' ')}: {detail}")
+
+    def _gap(self, frames: int) -> None:
+        if self.recorder is not None:
+            self.recorder.gap(frames, "audio device lost")
+
+    # -- control API ------------------------------------------------------------
+    def set(self, target: str, param: str, value: float, frame: int = -1) -> None:
+        """Change a parameter: target is a track name, "master", or a ducking rule
+        index for duck_depth; value in dB for gains (-inf allowed), -1..1 for pan,
+        0/1 for mute and solo. Any control thread."""
+        if param not in PARAM_IDS:
+            raise LivemixError(f"unknown parameter {param!r} "
+                               f"(use {', '.join(PARAM_IDS)})")
+        pid = PARAM_IDS[param]
+        if target == "master":
+            pid, t = P_MASTER_GAIN, 0
+        elif pid == P_DUCK_DEPTH:
+            t = int(target)
+        else:
+            t = self.session.track_index(target)
+        with self._cmd_lock:
+            if not command_push(self.st.cmd_ring, self.st.cmd_idx, frame, pid, t, float(value)):
+                raise LivemixError("too many parameter changes queued; try again")
+
+    def status(self) -> dict:
+        """A snapshot of the engine's health and meters (control thread)."""
+        stats = self.io.stats
+        sr = self.session.engine.samplerate
+        frames = int(stats[ST_FRAMES])
+        return {
+            "time_s": frames / sr,
+            "callbacks": int(stats[ST_CALLBACKS]),
+            "xruns": int(stats[ST_XRUNS]),
+            "dropped_frames": int(stats[ST_REC_DROPPED]),
+            "underruns": int(self.st.src_pos[:, S_UNDERRUNS].sum()),
+            "load_max": int(stats[ST_MAX_PPM]) / 1e6,
+            "peak_dbfs": float(20 * np.log10(max(self.st.master_meter[:, 0].max(), 1e-10))),
+            "recording": bool(self.io.io_cfg[IO_RECORD]),
+            "device_lost": bool(getattr(self.backend, "device_lost", False)),
+        }
+
+    def _load_p999(self) -> float:
+        hist = self.io.load_hist
+        total = int(hist.sum())
+        if total == 0:
+            return 0.0
+        k = int(np.searchsorted(np.cumsum(hist), 0.999 * total))
+        return (k + 1) * LOAD_BIN_PPM / 1e6
+
+    def stop(self) -> Summary:
+        """Stop audio, finish the take, return the summary. Control thread."""
+        if self.backend is not None:
+            self.backend.stop()
+        take = None
+        reason = None
+        if self.recorder is not None:
+            self.recorder.sidecar_extra.update(self._sidecar_extra())
+            result = self.recorder.stop()
+            take = str(result.paths[0]) if result.paths else None
+            reason = result.stopped_reason
+        self._stop_readers.set()
+        self._reader.join(timeout=2.0)
+        for src in self.sources:
+            if src is not None:
+                src.close()
+        summary = self._summary(take, reason)
+        self.arena.close()
+        return summary
+
+    def _sidecar_extra(self) -> dict:
+        info = getattr(self.backend, "info", {}) or {}
+        stats = self.io.stats
+        n = max(1, int(stats[ST_CALLBACKS]))
+        return {
+            "backend": self.backend.name if self.backend else None,
+            "device": info.get("device", getattr(self.backend, "device", None)),
+            "hostapi": info.get("hostapi", getattr(self.backend, "hostapi", None)),
+            "latency_s": info.get("latency_s", getattr(self.backend, "latency_s", None)),
+            "blocksize": self.blocksize or 0,
+            "underruns": {t.name: int(u) for t, u in
+                          zip(self.session.tracks, self.st.src_pos[:, S_UNDERRUNS])},
+            "load": {"mean": int(stats[ST_SUM_PPM]) / n / 1e6, "p99_9": self._load_p999(),
+                     "max": int(stats[ST_MAX_PPM]) / 1e6},
+            "engine_events": list(self.events),
+        }
+
+    def _summary(self, take, reason) -> Summary:
+        stats = self.io.stats
+        n = max(1, int(stats[ST_CALLBACKS]))
+        info = getattr(self.backend, "info", {}) or {}
+        return Summary(
+            duration_s=int(stats[ST_FRAMES]) / self.session.engine.samplerate,
+            frames=int(stats[ST_FRAMES]),
+            xruns=int(stats[ST_XRUNS]),
+            dropped_frames=int(stats[ST_REC_DROPPED]),
+            underruns={t.name: int(u) for t, u in
+                       zip(self.session.tracks, self.st.src_pos[:, S_UNDERRUNS])},
+            load_mean=int(stats[ST_SUM_PPM]) / n / 1e6,
+            load_p999=self._load_p999(),
+            load_max=int(stats[ST_MAX_PPM]) / 1e6,
+            callback_max_us=int(stats[ST_MAX_NS]) / 1000,
+            latency_s=float(info.get("latency_s", getattr(self.backend, "latency_s", 0.0))),
+            backend=self.backend.name if self.backend else "none",
+            device=info.get("device", getattr(self.backend, "device", "?")),
+            take=take, events=list(self.events), stopped_reason=reason)
