@@ -91,3 +91,16 @@ def run_cli(*args, check=True, env=None):
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture
+def jack(monkeypatch):
+    """A running private JACK dummy server; the engine's audio child will find it."""
+    from jackserver import JackServer, have_jack
+    if not have_jack():
+        pytest.fail("jackd is not installed (apt-get install jackd2): the live tests need it")
+    server = JackServer().start()
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", server.name)
+    monkeypatch.setenv("JACK_NO_AUDIO_RESERVATION", "1")
+    yield server
+    server.kill()

@@ -61,6 +61,9 @@ def _find_device(sd, name: str | None, need_inputs: int):
     raise LivemixError(f"--device {name!r}: no output device matches (devices: {listing})")
 
 
+_client_name_buffer = None
+
+
 def _set_jack_client_name(name: str) -> None:
     """PaJack_SetClientName, which must run before PortAudio initialises (before
     sounddevice is imported). sounddevice does not bind it; the library is the same."""
@@ -69,8 +72,10 @@ def _set_jack_client_name(name: str) -> None:
     lib = ctypes.util.find_library("portaudio")
     if not name or not lib:
         return
+    global _client_name_buffer
+    _client_name_buffer = ctypes.create_string_buffer(name.encode())  # PortAudio keeps the pointer
     try:
-        ctypes.CDLL(lib).PaJack_SetClientName(name.encode())
+        ctypes.CDLL(lib).PaJack_SetClientName(_client_name_buffer)
     except (OSError, AttributeError):
         pass   # a PortAudio built without JACK
 

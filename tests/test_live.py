@@ -1,0 +1,169 @@
+"""The live engine through a real JACK server (dummy driver) and the virtual backend."""
+import inspect
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+import sounddevice
+from reference import sine
+
+from engine.live import LiveEngine
+from engine.session import load_session
+
+SR = 48000
+
+
+def simple_session(maker, seconds=4.0, n=2, **extra):
+    tracks = []
+    for i in range(n):
+        maker.audio(f"t{i}.wav", sine(220 * (i + 1), seconds, SR, amp=0.2))
+        tracks.append({"name": f"t{i}", "file": f"t{i}.wav"})
+    return load_session(maker.session(tracks, **extra))
+
+
+def test_private_sounddevice_binding_is_what_we_rely_on():
+    """The cfunc is handed to sounddevice's private _StreamBase: fail loudly if it changes."""
+    params = inspect.signature(sounddevice._StreamBase.__init__).parameters
+    for name in ("kind", "callback", "userdata", "wrap_callback", "blocksize", "device"):
+        assert name in params, f"sounddevice._StreamBase lost {name!r}"
+    assert params["wrap_callback"].default is None
+    ptr = sounddevice._ffi.cast("PaStreamCallback*", 0x1000)
+    assert int(sounddevice._ffi.cast("uintptr_t", ptr)) == 0x1000
+
+
+def test_live_run_through_jack(maker, jack):
+    session = simple_session(maker)
+    eng = LiveEngine(session, backend="portaudio", record=False, say=lambda *_: None)
+    eng.start()
+    try:
+        assert eng.backend.name == "portaudio"
+        assert "system" in eng.backend.info["device"]
+        time.sleep(1.0)
+        # our JACK client is connected to the server's playback ports
+        ports = jack.ports()
+        assert any(p.startswith("livemix:") for p in ports), ports
+    finally:
+        summary = eng.stop()
+    assert summary.frames >= 0.8 * SR
+    assert summary.dropped_frames == 0
+    assert summary.underruns == {"t0": 0, "t1": 0}
+    assert 0 < summary.load_max < 1.0
+    assert summary.latency_s < 0.02
+
+
+def test_no_output_device_falls_back_to_virtual_with_a_message(maker, monkeypatch):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "livemix-no-such-server")
+    said = []
+    session = simple_session(maker)
+    eng = LiveEngine(session, backend="auto", record=False, say=said.append)
+    eng.start()
+    time.sleep(0.3)
+    summary = eng.stop()
+    assert summary.backend == "virtual"
+    assert len(said) == 1 and "virtual backend" in said[0]
+
+
+def test_nothing_compiles_after_start(maker):
+    from numba.core import event
+
+    compiled = []
+
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            compiled.append(ev.data)
+
+        def on_end(self, ev):
+            pass
+
+    session = simple_session(maker)
+    eng = LiveEngine(session, backend="virtual", record=False, say=lambda *_: None)
+    eng.start()
+    listener = Listener()
+    event.register("numba:compile", listener)
+    try:
+        eng.set("t0", "gain", -6.0)
+        eng.set("t1", "pan", 0.5)
+        eng.set("master", "gain", -1.0)
+        time.sleep(0.5)
+    finally:
+        event.unregister("numba:compile", listener)
+        summary = eng.stop()
+    assert summary.frames > 0.3 * SR
+    assert compiled == []
+
+
+def test_jack_server_killed_and_restarted(maker, jack):
+    session = simple_session(maker, seconds=10.0)
+    events = []
+    eng = LiveEngine(session, backend="portaudio", record=False, say=events.append)
+    eng.start()
+    try:
+        time.sleep(1.0)
+        jack.kill()
+        t_kill = time.monotonic()
+        while not eng.backend.device_lost and time.monotonic() - t_kill < 3:
+            time.sleep(0.01)
+        detected = time.monotonic() - t_kill
+        assert eng.backend.device_lost and detected <= 0.5 + 0.1, detected
+        time.sleep(1.0)
+        jack.start()
+        t_back = time.monotonic()
+        before = eng.io.stats[0]
+        while eng.io.stats[0] == before and time.monotonic() - t_back < 5:
+            time.sleep(0.01)
+        resumed = time.monotonic() - t_back
+        assert resumed <= 1.0, resumed
+        time.sleep(0.5)
+    finally:
+        t_stop = time.monotonic()
+        summary = eng.stop()
+        assert time.monotonic() - t_stop < 3.0      # stopping never hangs
+    kinds = [e["kind"] for e in summary.events]
+    assert "device_lost" in kinds and "device_back" in kinds
+    assert any("device lost" in e for e in events)
+
+
+def test_busy_python_thread_adds_no_xruns(maker, jack):
+    session = simple_session(maker, seconds=6.0, n=8)
+
+    def run(busy):
+        stop = threading.Event()
+
+        def hog():
+            junk = []
+            while not stop.is_set():
+                junk.append([object() for _ in range(100)])
+                if len(junk) > 1000:
+                    junk.clear()
+
+        eng = LiveEngine(session, backend="portaudio", record=False, say=lambda *_: None)
+        eng.start()
+        t = threading.Thread(target=hog)
+        if busy:
+            t.start()
+        time.sleep(2.0)
+        stop.set()
+        if busy:
+            t.join()
+        return eng.stop()
+
+    quiet = run(False)
+    busy = run(True)
+    assert busy.frames > 1.5 * SR
+    assert busy.xruns <= quiet.xruns + 2, (quiet.xruns, busy.xruns)
+
+
+def test_virtual_backend_keeps_time(maker, cli):
+    session = simple_session(maker, seconds=1.0)
+    t0 = time.monotonic()
+    p = cli("run", session.path, "--backend", "virtual", "--duration", "3", "--no-record",
+            "--ui", "none")
+    wall = time.monotonic() - t0
+    assert "ran 3.0" in p.stdout or "ran 2.9" in p.stdout, p.stdout
+    # the run itself (not counting start-up) takes 3 s +/- 10 %
+    line = [l for l in p.stdout.splitlines() if l.startswith("ran ")][0]
+    frames = int(line.split("(")[1].split()[0])
+    assert abs(frames / SR - 3.0) <= 0.3
+    assert wall >= 3.0
