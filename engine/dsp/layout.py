@@ -174,8 +174,8 @@ ST_REC_DROPPED = 13  # frames the record ring had no room for
 ST_LAST_NOW = 14    # monotonic ns at the end of the last callback (heartbeat)
 N_STATS = 16
 
-LOAD_BINS = 400     # 0.5 % of the period per bin, 0 .. 200 %
-LOAD_BIN_PPM = 5000
+LOAD_BINS = 2000    # 0.1 % of the period per bin, 0 .. 200 %
+LOAD_BIN_PPM = 1000
 
 # rec_idx
 RI_WRITE = 0        # frames put in the ring (audio thread)
