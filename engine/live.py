@@ -12,6 +12,7 @@ import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -98,10 +99,41 @@ class LiveEngine:
         self._stop_readers = threading.Event()
         self.backend = None
         self.recorder = None
+        self.arena = None
+        self._reader = None
         self.started_at = None
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
+        """Allocate, warm up, start readers, recorder and audio. On failure everything
+        started so far is torn down (an empty take is removed) and the error raised."""
+        try:
+            self._start()
+        except BaseException:
+            self._teardown()
+            raise
+
+    def _teardown(self) -> None:
+        if self.backend is not None:
+            self.backend.stop()
+        if self.recorder is not None:
+            result = self.recorder.stop()
+            if result.frames == 0:
+                for path in list(result.paths) + [getattr(result, "sidecar", None)]:
+                    if path:
+                        Path(path).unlink(missing_ok=True)
+            self.recorder = None
+        self._stop_readers.set()
+        if getattr(self, "_reader", None) is not None:
+            self._reader.join(timeout=2.0)
+        for src in getattr(self, "sources", []):
+            if src is not None:
+                src.close()
+        if getattr(self, "arena", None) is not None:
+            self.arena.close()
+            self.arena = None
+
+    def _start(self) -> None:
         s = self.session
         sr = s.engine.samplerate
         maxblock = self.blocksize or s.engine.blocksize
@@ -238,13 +270,10 @@ class LiveEngine:
             result = self.recorder.stop()
             take = str(result.paths[0]) if result.paths else None
             reason = result.stopped_reason
-        self._stop_readers.set()
-        self._reader.join(timeout=2.0)
-        for src in self.sources:
-            if src is not None:
-                src.close()
         summary = self._summary(take, reason)
-        self.arena.close()
+        self.backend = None
+        self.recorder = None
+        self._teardown()
         return summary
 
     def _sidecar_extra(self) -> dict:

@@ -103,4 +103,4 @@ def jack(monkeypatch):
     monkeypatch.setenv("JACK_DEFAULT_SERVER", server.name)
     monkeypatch.setenv("JACK_NO_AUDIO_RESERVATION", "1")
     yield server
-    server.kill()
+    server.stop()

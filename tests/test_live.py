@@ -167,3 +167,61 @@ def test_virtual_backend_keeps_time(maker, cli):
     frames = int(line.split("(")[1].split()[0])
     assert abs(frames / SR - 3.0) <= 0.3
     assert wall >= 3.0
+
+
+def test_devices_lists_the_jack_device(jack, cli):
+    import json
+    p = cli("devices", "--json", env=jack.env)
+    info = json.loads(p.stdout)
+    assert any(d["hostapi"] == "JACK Audio Connection Kit" and d["outputs"] == 2
+               for d in info["audio"]), info
+    p = cli("devices", env=jack.env)
+    assert "JACK Audio Connection Kit" in p.stdout and "MIDI inputs:" in p.stdout
+
+
+def test_unknown_device_is_one_line_listing_the_devices(maker, jack, cli):
+    session = simple_session(maker)
+    p = cli("run", session.path, "--device", "Focusrite", "--duration", "1", "--no-record",
+            check=False, env=jack.env)
+    assert p.returncode != 0
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and "'Focusrite'" in err[0] and "'system'" in err[0], p.stderr
+
+
+def test_input_channel_the_device_lacks(maker, jack, cli):
+    maker.audio("a.wav", sine(440, 1.0, SR, 0.1))
+    path = maker.session([{"name": "a", "file": "a.wav"}, {"name": "mic", "input": [5]}])
+    p = cli("run", path, "--duration", "1", "--no-record", check=False, env=jack.env)
+    assert p.returncode != 0
+    assert "input channel 5" in p.stderr and "2 inputs" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_live_input_track_plays_another_clients_audio(maker, jack):
+    import subprocess
+    maker.audio("quiet.wav", np.zeros(SR * 4))
+    path = maker.session([{"name": "bed", "file": "quiet.wav"},
+                          {"name": "mic", "input": [1, 2]}], master={"ceiling_db": 0.0})
+    session = load_session(path)
+    metro = subprocess.Popen(["jack_metro", "-b", "240", "-D", "20", "-f", "1000", "-A", "0.5",
+                              "-n", "metro"], env=jack.env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    eng = LiveEngine(session, backend="portaudio", record=False, say=lambda *_: None)
+    eng.start()
+    try:
+        time.sleep(0.5)
+        ports = jack.ports()
+        ins = [p for p in ports if p.startswith("livemix:in")]
+        metro_out = [p for p in ports if p.startswith("metro:")]
+        assert len(ins) == 2 and metro_out, ports
+        for p in ins:
+            subprocess.run(["jack_connect", metro_out[0], p], env=jack.env, check=True)
+        peak = 0.0
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            peak = max(peak, float(eng.st.track_meter[1, 0]))
+            time.sleep(0.002)
+    finally:
+        eng.stop()
+        metro.kill()
+    assert peak > 0.1     # the click reached the mic track's meter
