@@ -82,7 +82,7 @@ def limiter(x, ceiling, window, release):
     for i in range(n):
         if e < 1.0:
             e = e + (1.0 - e) * release
-            if e >= 1.0 - 1e-9:
+            if e >= 1.0 - 1e-4:
                 e = 1.0
         e = min(e, q[i])
         env[i] = e

@@ -12,9 +12,10 @@ the ceiling. For each input sample x[n] (stereo, after the master fader):
 Every term of the mean in step 4 is a minimum over a window that contains
 sample n-(L-1), so s[n] <= q[n-(L-1)]: the output never exceeds c. The gain
 falls to its value over L samples (the attack; no step, no click) and
-recovers with the one-pole release. The output is delayed by L-1 samples.
-When no sample in the last 2L exceeded c, s is exactly 1.0 and the output
-is the input, bit for bit. A final clamp to +/-c guards against rounding in
+recovers with the one-pole release, which snaps to exactly 1.0 once within
+1e-4 of it (about 0.9 s after the last reduction). The output is delayed by
+L-1 samples. Once the release has snapped and 2L samples have passed without
+a sample above c, s is exactly 1.0 and the output is the input, bit for bit. A final clamp to +/-c guards against rounding in
 the running mean (it does nothing in practice; it makes the bound exact).
 
 The minimum uses a monotonic deque of the values below 1 (amortised O(1));
@@ -27,7 +28,7 @@ from .jit import rt_kernel
 from .layout import L_BOXSUM, L_ENV, LI_BOX_BELOW, LI_BOX_POS, LI_DQ_COUNT, LI_DQ_HEAD, LI_N
 from .vec import copy, peak
 
-_SNAP = 1.0 - 1e-9   # release snaps to exactly 1.0 from here (a step of -180 dB)
+_SNAP = 1.0 - 1e-4   # release snaps to exactly 1.0 from here (a 0.0009 dB step)
 
 
 @rt_kernel
