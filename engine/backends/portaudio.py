@@ -121,13 +121,17 @@ def _child_main(layout, opts: StreamOptions, conn) -> None:
         conn.send(("error", f"audio device: {e}".splitlines()[0]))
         return
     while True:
-        if conn.poll(0.05):
+        try:
+            if not conn.poll(0.05):
+                continue
             msg = conn.recv()
-            if msg == "stop":
-                stream.stop()
-                stream.close()
-                conn.send(("stopped", None))
-                return
+        except (EOFError, OSError):      # the parent is gone: do not outlive it
+            os._exit(0)
+        if msg == "stop":
+            stream.stop()
+            stream.close()
+            conn.send(("stopped", None))
+            return
 
 
 class PortAudioBackend:
