@@ -192,11 +192,18 @@ class LiveEngine:
         self.backend.start()
 
     def _read_loop(self) -> None:
-        while not self._stop_readers.wait(READER_PERIOD_S):
+        """Keep every source ring full. Wakes every READER_PERIOD_S, or at once while
+        some ring is under half full (a freewheeling server drains them fast)."""
+        size = self.st.src_ring.shape[2]
+        wait = READER_PERIOD_S
+        while not self._stop_readers.wait(wait):
+            wait = READER_PERIOD_S
             for i, (src, ring, pos) in enumerate(zip(self.sources, self.st.src_ring,
                                                      self.st.src_pos)):
                 if src is None:
                     continue
+                if int(pos[0]) - int(pos[1]) < size // 2:
+                    wait = 0.0005
                 try:
                     src.fill(ring, pos)
                 except LivemixError as e:
@@ -211,9 +218,10 @@ class LiveEngine:
                     "source_error"):
             self.say(f"livemix: {kind.replace('_', ' ')}: {detail}")
 
-    def _gap(self, frames: int) -> None:
+    def _gap(self, frames: int, ring_frame: int) -> None:
+        """The device was lost for ``frames``: silence in the take where it happened."""
         if self.recorder is not None:
-            self.recorder.gap(frames, "audio device lost")
+            self.recorder.gap(frames, "audio device lost", ring_frame=ring_frame)
 
     # -- control API ------------------------------------------------------------
     def set(self, target: str, param: str, value: float, frame: int = -1) -> None:

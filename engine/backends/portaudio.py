@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..dsp.layout import ST_CALLBACKS, ST_LAST_NOW
+from ..dsp.layout import RI_WRITE, ST_CALLBACKS, ST_LAST_NOW
 from ..errors import LivemixError
 
 STALL_S = 0.4            # no callback for this long: the device is gone
@@ -144,7 +144,7 @@ class PortAudioBackend:
         self.io = io
         self.opts = opts
         self.on_event = on_event or (lambda kind, detail: None)
-        self.on_gap = on_gap or (lambda frames: None)
+        self.on_gap = on_gap or (lambda frames, ring_frame: None)
         self.info: dict = {}
         self.device_lost = False
         self._ctx = mp.get_context("spawn")
@@ -211,6 +211,7 @@ class PortAudioBackend:
                 continue
             # the device is gone
             lost_at_ns = int(stats[ST_LAST_NOW])
+            lost_at_ring = int(self.io.rec_idx[RI_WRITE])
             self.device_lost = True
             self.on_event("device_lost", f"no audio callback for {STALL_S:.1f} s")
             self._kill(self._proc)
@@ -231,7 +232,7 @@ class PortAudioBackend:
                     self._proc, self._conn = proc, conn
                     self.info = detail
                     self.device_lost = False
-                    self.on_gap(gap)
+                    self.on_gap(gap, lost_at_ring)
                     self.on_event("device_back", f"audio resumed after {gap} frames")
                     break
                 self._kill(proc)

@@ -172,7 +172,15 @@ ST_MAX_PPM = 11
 ST_SUM_PPM = 12
 ST_REC_DROPPED = 13  # frames the record ring had no room for
 ST_LAST_NOW = 14    # monotonic ns at the end of the last callback (heartbeat)
-N_STATS = 16
+ST_PREV_START = 15  # monotonic ns at the start of the last callback
+ST_FAST_RUN = 16    # consecutive callbacks that came in under half a period
+ST_FREEWHEEL = 17   # 1 while the server freewheels (no deadline: the cycle may wait)
+ST_FREEWHEEL_WAITS = 18  # cycles that waited for a reader or the writer in freewheel
+ST_SLOW_RUN = 19    # consecutive callbacks that came at least half a period apart
+N_STATS = 20
+FREEWHEEL_RUN = 8   # fast callbacks in a row that mean "freewheeling"
+FREEWHEEL_END = 32  # normally paced callbacks in a row that mean "no longer freewheeling"
+FREEWHEEL_WAIT_NS = 500_000_000   # longest wait per callback in freewheel
 
 LOAD_BINS = 2000    # 0.1 % of the period per bin, 0 .. 200 %
 LOAD_BIN_PPM = 1000

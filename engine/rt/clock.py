@@ -18,7 +18,9 @@ CLOCK_MONOTONIC = 1
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
 ll.add_symbol("clock_gettime", ctypes.cast(_libc.clock_gettime, ctypes.c_void_p).value)
+ll.add_symbol("usleep", ctypes.cast(_libc.usleep, ctypes.c_void_p).value)
 _clock_gettime = types.ExternalFunction("clock_gettime", types.int32(types.int32, types.voidptr))
+_usleep = types.ExternalFunction("usleep", types.int32(types.uint32))
 
 
 @intrinsic
@@ -47,3 +49,9 @@ def now_ns(ts):
     """Monotonic time in nanoseconds; ts is an int64 (2,) scratch array (timespec)."""
     _clock_gettime(CLOCK_MONOTONIC, voidptr_from_int(ts.ctypes.data))
     return ts[0] * 1000000000 + ts[1]
+
+
+@rt_kernel
+def sleep_us(us):
+    """Sleep ``us`` microseconds. Only for freewheel mode, where there is no deadline."""
+    _usleep(us)

@@ -8,7 +8,10 @@ pre-fader stems it records are always the frames just mixed. Audio thread.
 import numpy as np
 
 from ..dsp.jit import rt_kernel
-from ..dsp.layout import (C_MAXBLOCK, C_NTRACKS, C_SR, IO_INCH, IO_OUTCH, IO_RECORD, IO_STEMS,
+from ..dsp.layout import (C_MAXBLOCK, C_NTRACKS, C_SR, FREEWHEEL_END, FREEWHEEL_RUN,
+                          FREEWHEEL_WAIT_NS, ST_SLOW_RUN, IO_INCH,
+                          IO_OUTCH, IO_RECORD, IO_STEMS, S_EOF, S_READ, ST_FAST_RUN,
+                          ST_FREEWHEEL, ST_FREEWHEEL_WAITS, ST_PREV_START,
                           LOAD_BIN_PPM, LOAD_BINS, PA_INPUT_OVERFLOW, PA_INPUT_UNDERFLOW,
                           PA_OUTPUT_OVERFLOW, PA_OUTPUT_UNDERFLOW, RI_DROP_R,
                           RI_DROP_W, RI_READ, RI_WRITE, S_WRITE, ST_CALLBACKS, ST_FRAMES,
@@ -16,7 +19,7 @@ from ..dsp.layout import (C_MAXBLOCK, C_NTRACKS, C_SR, IO_INCH, IO_OUTCH, IO_REC
                           ST_MAX_NS, ST_MAX_PPM, ST_OUT_OVERFLOW, ST_OUT_UNDERFLOW, ST_REC_DROPPED,
                           ST_SUM_NS, ST_SUM_PPM, ST_XRUNS)
 from .block import process_block
-from .clock import now_ns
+from .clock import now_ns, sleep_us
 
 
 @rt_kernel
@@ -41,13 +44,34 @@ def _inputs_to_rings(st, io, inp, offset, n):
 
 
 @rt_kernel
-def _record(st, io, out, offset, n):
-    """Copy n output frames (and stems) into the record ring, or count them dropped."""
+def _freewheel_wait_sources(st, io, n, deadline):
+    """In freewheel only: wait until every file track has n frames (or its end)."""
+    for t in range(st.cfg[C_NTRACKS]):
+        if io.in_map[t, 0] >= 0:
+            continue
+        pos = st.src_pos[t]
+        while pos[S_WRITE] - pos[S_READ] < n and not (0 <= pos[S_EOF] <= pos[S_WRITE]):
+            if now_ns(io.ts) > deadline:
+                return
+            io.stats[ST_FREEWHEEL_WAITS] += 1
+            sleep_us(100)
+
+
+@rt_kernel
+def _record(st, io, out, offset, n, deadline):
+    """Copy n output frames (and stems) into the record ring, or count them dropped.
+
+    In freewheel (no deadline) it first waits, up to ``deadline``, for the
+    writer to make room."""
     ring = io.rec_ring
     size = ring.shape[1]
     mask = size - 1
     idx = io.rec_idx
     w = idx[RI_WRITE]
+    if io.stats[ST_FREEWHEEL] != 0:
+        while size - (w - idx[RI_READ]) < n and now_ns(io.ts) < deadline:
+            io.stats[ST_FREEWHEEL_WAITS] += 1
+            sleep_us(100)
     if size - (w - idx[RI_READ]) < n:
         io.stats[ST_REC_DROPPED] += n
         drops = io.rec_drops
@@ -82,6 +106,23 @@ def engine_cycle(st, io, inp, out, frames, status):
     """
     t0 = now_ns(io.ts)
     stats = io.stats
+    # Freewheel (JACK runs the graph as fast as it can, with no deadline) shows as
+    # callbacks arriving in under half a period, many times in a row. Only then may
+    # the cycle wait for readers and the writer; otherwise it never waits.
+    period_ns = frames * 1000000000 // st.cfg[C_SR]
+    if t0 - stats[ST_PREV_START] < period_ns // 2:
+        stats[ST_FAST_RUN] += 1
+        stats[ST_SLOW_RUN] = 0
+    else:
+        stats[ST_SLOW_RUN] += 1
+        stats[ST_FAST_RUN] = 0
+    stats[ST_PREV_START] = t0
+    if stats[ST_FAST_RUN] >= FREEWHEEL_RUN:
+        stats[ST_FREEWHEEL] = 1
+    elif stats[ST_SLOW_RUN] >= FREEWHEEL_END:      # hysteresis: a preempted cycle is not the end
+        stats[ST_FREEWHEEL] = 0
+    freewheel = stats[ST_FREEWHEEL] != 0
+    deadline = t0 + FREEWHEEL_WAIT_NS
     if status & (PA_INPUT_UNDERFLOW | PA_INPUT_OVERFLOW | PA_OUTPUT_UNDERFLOW
                  | PA_OUTPUT_OVERFLOW):
         stats[ST_XRUNS] += 1
@@ -99,9 +140,11 @@ def engine_cycle(st, io, inp, out, frames, status):
     while done < frames:
         n = min(maxblock, frames - done)
         _inputs_to_rings(st, io, inp, done, n)
+        if freewheel:
+            _freewheel_wait_sources(st, io, n, deadline)
         process_block(st, out[done:done + n], n)
         if recording:
-            _record(st, io, out, done, n)
+            _record(st, io, out, done, n, deadline)
         done += n
     t1 = now_ns(io.ts)
     dur = t1 - t0
@@ -111,7 +154,7 @@ def engine_cycle(st, io, inp, out, frames, status):
     stats[ST_SUM_NS] += dur
     if dur > stats[ST_MAX_NS]:
         stats[ST_MAX_NS] = dur
-    if frames > 0:
+    if frames > 0 and not freewheel:   # waits in freewheel are not load
         ppm = dur * st.cfg[C_SR] // (frames * 1000)   # dur / period * 1e6
         stats[ST_LAST_PPM] = ppm
         stats[ST_SUM_PPM] += ppm
