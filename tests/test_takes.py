@@ -220,3 +220,21 @@ def test_freewheel_soak_is_deterministic(maker, jack, minutes):
     assert len(a) == len(b) == frames_wanted
     np.testing.assert_array_equal(a, b)
     assert rss[1] - rss[0] < 50_000 and rss[3] - rss[2] < 50_000, rss   # KiB
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_stop_with_a_complete_take(maker, jack, sig):
+    session = busy_session(maker, ntracks=2)
+    p = _run_cli_background(["run", session.path, "--ui", "plain"], env=jack.env)
+    time.sleep(4.0)
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == 0, err
+    assert "xruns" in out and "take:" in out and "Traceback" not in err
+    assert " s  load max" in out                       # the plain status line ran
+    take = out.split("take: ")[1].split()[0]
+    side = json.loads(open(take[:-4] + ".json").read())
+    assert side["complete"] is True and side["dropped_frames"] == 0
+    assert side["frames"] == sf.info(take).frames >= 1.5 * SR
+    for key in ("device", "hostapi", "latency_s", "load", "underruns", "xruns"):
+        assert key in side or key in side.get("extra", {}), key
