@@ -38,9 +38,18 @@ def cmd_render(args) -> int:
     session = load_session(args.session)
     if args.blocksize is not None and args.blocksize > MAX_BLOCKSIZE:
         raise LivemixError(f"--blocksize {args.blocksize}: at most {MAX_BLOCKSIZE}")
-    result = render(session, args.output, duration_s=args.duration, subtype=args.subtype,
-                    blocksize=args.blocksize)
-    for note in result.notices:
+    commands, notices = (), []
+    duration = args.duration
+    if args.automation:
+        from .automation import load_automation
+        commands, notices = load_automation(args.automation, session)
+        if duration is None:      # replay the take's length
+            import json
+            take = json.loads(open(args.automation).read())
+            duration = take["frames"] / take["samplerate"] if take.get("frames") else None
+    result = render(session, args.output, duration_s=duration, subtype=args.subtype,
+                    blocksize=args.blocksize, commands=commands)
+    for note in notices + result.notices:
         print(f"livemix: note: {note}", file=sys.stderr)
     print(result.summary())
     return 0
@@ -164,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample format (default PCM_24)")
     r.add_argument("--blocksize", type=_positive_int, metavar="N",
                    help="frames per block (default: the session's)")
+    r.add_argument("--automation", metavar="TAKE.json",
+                   help="replay the fader moves recorded in a take's sidecar (and its length)")
     r.set_defaults(func=cmd_render)
 
     run = sub.add_parser("run", help="mix a session live, recording a take")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .dsp.layout import (IO_RECORD, K_FRAME, LOAD_BIN_PPM, S_EOF, S_UNDERRUNS, ST_CALLBACKS,
+from .automation import drain as drain_automation
+from .dsp.layout import (A_LOST, IO_RECORD, K_FRAME, LOAD_BIN_PPM, S_EOF, S_UNDERRUNS, ST_CALLBACKS,
                          ST_FRAMES, ST_MAX_NS, ST_MAX_PPM, ST_REC_DROPPED, ST_SUM_PPM, ST_XRUNS,
                          EngineState, IoState)
 from .errors import LivemixError
@@ -95,6 +96,7 @@ class LiveEngine:
         self.takes_dir = takes_dir
         self.say = say
         self.events: list[dict] = []
+        self.automation: list[dict] = []   # every change the audio thread applied
         self._cmd_lock = threading.Lock()
         self._stop_readers = threading.Event()
         self.backend = None
@@ -198,6 +200,7 @@ class LiveEngine:
         wait = READER_PERIOD_S
         while not self._stop_readers.wait(wait):
             wait = READER_PERIOD_S
+            self.automation.extend(drain_automation(self.st, self.session))
             for i, (src, ring, pos) in enumerate(zip(self.sources, self.st.src_ring,
                                                      self.st.src_pos)):
                 if src is None:
@@ -274,6 +277,10 @@ class LiveEngine:
         take = None
         reason = None
         if self.recorder is not None:
+            self._stop_readers.set()
+            if self._reader is not None:
+                self._reader.join(timeout=2.0)
+            self.automation.extend(drain_automation(self.st, self.session))
             self.recorder.sidecar_extra.update(self._sidecar_extra())
             result = self.recorder.stop()
             take = str(result.paths[0]) if result.paths else None
@@ -299,6 +306,8 @@ class LiveEngine:
             "load": {"mean": int(stats[ST_SUM_PPM]) / n / 1e6, "p99_9": self._load_p999(),
                      "max": int(stats[ST_MAX_PPM]) / 1e6},
             "engine_events": list(self.events),
+            "automation": list(self.automation),
+            "automation_lost": int(self.st.auto_idx[A_LOST]),
         }
 
     def _summary(self, take, reason) -> Summary:

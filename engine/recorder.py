@@ -174,7 +174,8 @@ class Recorder:
     with the recorder's lock held.
 
     ``warning`` (str or None) is the latest disk warning or stop reason for a UI;
-    ``sidecar_extra`` (dict) is written into the sidecar as ``"extra"`` at each write.
+    ``sidecar_extra`` (dict): the engine's own fields (device, latency, load, underruns,
+    automation), merged into the top level of the sidecar at each write.
     One take per Recorder: ``start()`` then ``stop()``.
     """
 
@@ -657,8 +658,9 @@ class Recorder:
             "events": [dict(e) for e in self.events],
             "files": files,
             "stopped_reason": self.stopped_reason,
-            "extra": extra,
         }
+        for key, value in extra.items():     # the engine's fields sit at the top level
+            data.setdefault(key, value)
         if self._flac_error:
             data["flac_error"] = self._flac_error
         return data

@@ -44,6 +44,8 @@ EngineState = namedtuple(
         "master_meter",  # float64 (2, 2)           last block: per channel peak, RMS (linear)
         "rule_meter",   # float64 (R,)              last block: gain reduction per rule (dB, <= 0)
         "peak_hold",    # float64 (2,)              master peak per channel since start (linear)
+        "auto_ring",    # float64 (AUTOCAP, 4)      applied changes: frame, param, target, value
+        "auto_idx",     # int64 (3,)                [write, read, lost] counters
     ],
 )
 
@@ -124,6 +126,11 @@ LI_DQ_COUNT = 2
 LI_BOX_POS = 3
 LI_BOX_BELOW = 4    # entries < 1 in the smoothing window
 N_LIMI = 5
+
+# automation log (audio thread -> control thread)
+A_WRITE = 0
+A_READ = 1
+A_LOST = 2          # changes applied while the log was full (the take's log misses them)
 
 # command queue
 Q_WRITE = 0

@@ -19,7 +19,8 @@ import numpy as np
 from ..dsp.jit import rt_kernel
 
 from ..dsp.duck import duck_segment
-from ..dsp.layout import (C_LOOKAHEAD, C_MAXBLOCK, C_MINHOLD, C_NRULES, C_NTRACKS, C_OUTCH,
+from ..dsp.layout import (A_LOST, A_READ, A_WRITE, C_LOOKAHEAD, C_MAXBLOCK, C_MINHOLD, C_NRULES,
+                          C_NTRACKS, C_OUTCH,
                           C_RAMP, CMD_FRAME, CMD_PARAM, CMD_TARGET, CMD_VALUE, DS_DEPTH, DS_GAIN,
                           DS_STEADY, K_BLOCKS, K_CEIL, K_CMD_APPLIED, K_CMD_INVALID,
                           K_CMD_LATE, K_FRAME, K_NAN, M_CEILING, M_GAIN_DB, M_RAMP, M_RELEASE,
@@ -91,6 +92,23 @@ def apply_command(st, param, target, value):
         return False
     retarget_all(st)
     return True
+
+
+@rt_kernel
+def log_change(st, frame, param, target, value):
+    """Log an applied change with the frame it took effect at (automation ring)."""
+    ring = st.auto_ring
+    cap = ring.shape[0]
+    w = st.auto_idx[A_WRITE]
+    if w - st.auto_idx[A_READ] >= cap:
+        st.auto_idx[A_LOST] += 1
+        return
+    row = ring[w & (cap - 1)]
+    row[CMD_FRAME] = frame
+    row[CMD_PARAM] = param
+    row[CMD_TARGET] = target
+    row[CMD_VALUE] = value
+    st.auto_idx[A_WRITE] = w + 1   # publish after the data
 
 
 @rt_kernel
@@ -179,6 +197,7 @@ def _chunk(st, out, n):
                 st.clock[K_CMD_LATE] += 1
             if apply_command(st, int(row[CMD_PARAM]), row[CMD_TARGET], row[CMD_VALUE]):
                 st.clock[K_CMD_APPLIED] += 1
+                log_change(st, pos + a, row[CMD_PARAM], row[CMD_TARGET], row[CMD_VALUE])
             else:
                 st.clock[K_CMD_INVALID] += 1
             st.cmd_idx[Q_READ] += 1

@@ -52,8 +52,9 @@ def unpack(addr, shp):
         _a1(addr, shp, 18, f8), _a1(addr, shp, 19, i8), _a1(addr, shp, 20, f8),
         _a1(addr, shp, 21, f8), _a1(addr, shp, 22, i8), _a2(addr, shp, 23, f8),
         _a1(addr, shp, 24, i8), _a2(addr, shp, 25, f8), _a2(addr, shp, 26, f8),
-        _a1(addr, shp, 27, f8), _a1(addr, shp, 28, f8))
-    k = 29
+        _a1(addr, shp, 27, f8), _a1(addr, shp, 28, f8), _a2(addr, shp, 29, f8),
+        _a1(addr, shp, 30, i8))
+    k = 31
     io = IoState(
         _a1(addr, shp, k, i8), _a1(addr, shp, k + 1, i8), _a1(addr, shp, k + 2, i8),
         _a1(addr, shp, k + 3, i8), _a2(addr, shp, k + 4, i8), _a2(addr, shp, k + 5, f4),

@@ -26,6 +26,7 @@ RELEASE_S = 0.100         # limiter release time constant, seconds
 MIN_HOLD_S = 0.020        # shortest ducking hold, seconds
 READ_AHEAD_S = 2.5        # source ring length (rounded up to a power of two)
 CMD_CAPACITY = 4096       # queued parameter changes
+AUTOMATION_CAPACITY = 16384  # applied changes awaiting the control thread
 
 
 def _pow2(n: int) -> int:
@@ -89,6 +90,8 @@ def allocate(session, maxblock: int | None = None, ring_frames: int | None = Non
         "master_meter": ((2, 2), np.float64),
         "rule_meter": ((nrules,), np.float64),
         "peak_hold": ((2,), np.float64),
+        "auto_ring": ((AUTOMATION_CAPACITY, 4), np.float64),
+        "auto_idx": ((3,), np.int64),
     }
     st = EngineState(**{name: alloc(name, shape, dtype)
                         for name, (shape, dtype) in shapes.items()})

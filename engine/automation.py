@@ -1,0 +1,122 @@
+"""Automation: every parameter change the audio thread applied, with its frame.
+
+The audio thread logs each change it applies (``engine.rt.block.log_change``)
+into an SPSC ring with the session frame it took effect at; ``drain`` moves
+them out on a control thread into the take's sidecar as ``automation``, a
+list of ``{"frame", "target", "param", "value"}`` (a contract):
+
+- target: a track name, "master", or "ducking[N]" (1-based) for duck_depth;
+- param: gain | pan | mute | solo | duck_depth;
+- value: dB for gain and duck_depth ("-inf" for silence), -1..1 for pan,
+  0/1 for mute and solo.
+
+``commands_from`` turns such a list back into timed commands, so
+``livemix render SESSION --automation TAKE.json`` replays a take exactly.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from .dsp.layout import A_READ, A_WRITE, CMD_FRAME, CMD_PARAM, CMD_TARGET, CMD_VALUE
+from .errors import LivemixError
+from .params import P_DUCK_DEPTH, P_GAIN, P_MASTER_GAIN, P_MUTE, P_PAN, P_SOLO, PARAM_IDS
+
+_NAMES = {P_GAIN: "gain", P_PAN: "pan", P_MUTE: "mute", P_SOLO: "solo",
+          P_DUCK_DEPTH: "duck_depth", P_MASTER_GAIN: "gain"}
+
+
+def _json_value(v: float):
+    return "-inf" if v == -math.inf else float(v)
+
+
+def drain(st, session, frame_offset: int = 0) -> list[dict]:
+    """Take every logged change out of the ring (control thread, one consumer).
+
+    frame_offset: session frame at which the take started (subtracted)."""
+    ring = st.auto_ring
+    cap = ring.shape[0]
+    out = []
+    r = int(st.auto_idx[A_READ])
+    w = int(st.auto_idx[A_WRITE])
+    while r < w:
+        row = ring[r & (cap - 1)]
+        param = int(row[CMD_PARAM])
+        target = int(row[CMD_TARGET])
+        if param == P_MASTER_GAIN:
+            name = "master"
+        elif param == P_DUCK_DEPTH:
+            name = f"ducking[{target + 1}]"
+        else:
+            name = session.tracks[target].name
+        value = float(row[CMD_VALUE])
+        if param in (P_MUTE, P_SOLO):
+            value = 1.0 if value >= 0.5 else 0.0
+        out.append({"frame": int(row[CMD_FRAME]) - frame_offset, "target": name,
+                    "param": _NAMES[param], "value": _json_value(value)})
+        r += 1
+    st.auto_idx[A_READ] = r
+    return out
+
+
+def commands_from(automation: list, session, source: str = "automation") -> list[tuple]:
+    """(frame, param id, target index, value) commands from an automation list.
+    Errors name the source and the entry."""
+    cmds = []
+    for i, entry in enumerate(automation):
+        where = f"{source}: automation[{i}]"
+        try:
+            frame = int(entry["frame"])
+            target = entry["target"]
+            param = entry["param"]
+            value = entry["value"]
+        except (KeyError, TypeError, ValueError):
+            raise LivemixError(f"{where}: needs frame, target, param and value") from None
+        value = -math.inf if value == "-inf" else float(value)
+        if target == "master":
+            if param != "gain":
+                raise LivemixError(f"{where}: the master has only a gain, not {param!r}")
+            cmds.append((frame, P_MASTER_GAIN, 0, value))
+            continue
+        if param not in PARAM_IDS or param == "master_gain":
+            raise LivemixError(f"{where}: unknown param {param!r}")
+        if param == "duck_depth":
+            try:
+                rule = int(str(target).removeprefix("ducking[").removesuffix("]")) - 1
+            except ValueError:
+                raise LivemixError(f"{where}: duck_depth needs a target like 'ducking[1]'"
+                                   ) from None
+            if not 0 <= rule < len(session.ducking):
+                raise LivemixError(f"{where}: the session has no rule {target}")
+            cmds.append((frame, P_DUCK_DEPTH, rule, value))
+            continue
+        names = [t.name for t in session.tracks]
+        if target not in names:
+            raise LivemixError(f"{where}: the session has no track {target!r}")
+        cmds.append((frame, PARAM_IDS[param], names.index(target), value))
+    cmds.sort(key=lambda c: c[0])
+    return cmds
+
+
+def load_automation(path, session) -> tuple[list[tuple], list[str]]:
+    """Commands from a take's sidecar, plus notices (e.g. the session file changed)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LivemixError(f"{path}: no such take sidecar") from None
+    except (OSError, ValueError) as e:
+        raise LivemixError(f"{path}: not a take sidecar ({e})") from None
+    auto = data.get("automation")
+    if auto is None:
+        raise LivemixError(f"{path}: holds no automation")
+    notices = []
+    sha = data.get("session_sha256")
+    if sha:
+        import hashlib
+        now = hashlib.sha256(session.path.read_bytes()).hexdigest()
+        if now != sha:
+            notices.append(f"{session.path} changed since the take was recorded: "
+                           "the replay may differ from it")
+    return commands_from(auto, session, str(path)), notices
