@@ -76,8 +76,10 @@ def run_live(session, args, say=print) -> int:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
+    surface = None
     try:
         engine.start()
+        surface = _open_controller(session, args, engine, say)
         t0 = time.monotonic()
         next_line = t0 + 1.0
         while not stop.wait(0.05):
@@ -91,14 +93,64 @@ def run_live(session, args, say=print) -> int:
                     f"xruns {s['xruns']}  dropped {s['dropped_frames']}  "
                     f"underruns {s['underruns']}  peak {s['peak_dbfs']:6.1f} dBFS"
                     + ("  REC" if s["recording"] else "")
-                    + ("  DEVICE LOST" if s["device_lost"] else ""))
+                    + ("  DEVICE LOST" if s["device_lost"] else "")
+                    + (_controller_status(surface) if surface else ""))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if surface is not None:
+            surface.stop()
         summary = engine.stop() if engine.backend is not None else None
     for line in summary.lines():
         say(line)
+    if surface is not None:
+        st = surface.stats
+        say(f"controller {surface.port.port_name}: {st.messages} messages, {st.applied} "
+            f"changes, {surface.parser.invalid} invalid, {st.handler_errors} handler errors"
+            + (f" (last: {st.last_error})" if st.handler_errors else "")
+            + (f", {st.reconnects} reconnects" if st.reconnects else ""))
     return 1 if summary.dropped_frames else 0
+
+
+def _controller_status(surface) -> str:
+    if not surface.stats.connected:
+        return "  MIDI GONE"
+    return f"  midi {surface.stats.last_message or '-'}"
+
+
+def _open_controller(session, args, engine, say):
+    """The MIDI surface asked for by the options or the session's [controller], or None."""
+    c = session.controller
+    port_name = getattr(args, "midi", None) or c.port
+    virtual = getattr(args, "midi_virtual", None) or c.virtual
+    if getattr(args, "midi", None):
+        virtual = None
+    if not port_name and not virtual and not getattr(args, "script", None):
+        return None
+    from controllers.mapping import load_mapping
+    from controllers.surface import Surface
+    mapping = load_mapping(getattr(args, "mapping", None) or c.mapping,
+                           [t.name for t in session.tracks], duck_rules=len(session.ducking))
+    api = getattr(args, "midi_api", None) or c.api
+    if getattr(args, "script", None) is not None:        # the demo's scripted controller
+        from controllers.virtual import LoopbackPort, VirtualController
+        port = LoopbackPort()
+        surface = Surface(engine, mapping, port)
+        surface.start()
+        player = VirtualController(port, args.script)
+        player.start()
+        surface.player = player
+        say(f"livemix: a scripted controller rides the faders ({mapping.name})")
+        return surface
+    from controllers.ports import InputPort, OutputPort
+    port = InputPort(virtual or port_name, virtual=bool(virtual), api=api)
+    feedback = None
+    if not virtual and any(b.feedback for b in mapping.bindings):
+        feedback = OutputPort(port_name, api=api)
+    surface = Surface(engine, mapping, port, feedback_port=feedback)
+    surface.start()
+    say(f"livemix: controller {port.port_name} ({mapping.name})")
+    return surface
 
 
 def cmd_run(args) -> int:
@@ -150,6 +202,13 @@ def _live_options(p):
     p.add_argument("--takes-dir", metavar="DIR", help="where takes go (default: [record] dir)")
     p.add_argument("--ui", choices=("plain", "none"), default="plain",
                    help="plain: a status line per second; none: only the summary")
+    p.add_argument("--midi", metavar="NAME", help="MIDI controller input (substring of its name)")
+    p.add_argument("--midi-virtual", metavar="NAME",
+                   help="create a virtual MIDI input port NAME for other programs to play into")
+    p.add_argument("--mapping", metavar="NAME|FILE",
+                   help="controller mapping: generic, nanokontrol2, midimix, mackie, or a file")
+    p.add_argument("--midi-api", default=None, metavar="API",
+                   help="rtmidi API: auto (default), jack, alsa, core, winmm")
 
 
 class _Parser(argparse.ArgumentParser):

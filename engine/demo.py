@@ -125,6 +125,10 @@ def run_demo(args) -> int:
     session = load_session(session_path)
     if args.duration is None:
         args.duration = DEMO_SECONDS
+    if not getattr(args, "midi", None) and not getattr(args, "midi_virtual", None):
+        from controllers.virtual import DEMO_RIDE, ride
+        args.script = ride(DEMO_RIDE)      # a scripted controller rides the faders
     print(f"livemix demo: {session_path.name}: a voice-over, a music bed and an AI clip's "
-          "ambience; music and ambience duck 10 dB whenever the voice speaks")
+          "ambience; music and ambience duck 10 dB whenever the voice speaks, and a "
+          "scripted MIDI controller rides the music and ambience faders")
     return run_live(session, args)

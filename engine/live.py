@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .automation import drain as drain_automation
-from .dsp.layout import (A_LOST, IO_RECORD, K_FRAME, LOAD_BIN_PPM, S_EOF, S_UNDERRUNS, ST_CALLBACKS,
+from .dsp.layout import (A_LOST, DS_DEPTH, IO_RECORD, M_GAIN_DB, T_GAIN_DB, T_MUTE, T_PAN,
+                         T_SOLO, K_FRAME, LOAD_BIN_PPM, S_EOF, S_UNDERRUNS, ST_CALLBACKS,
                          ST_FRAMES, ST_MAX_NS, ST_MAX_PPM, ST_REC_DROPPED, ST_SUM_PPM, ST_XRUNS,
                          EngineState, IoState)
 from .errors import LivemixError
@@ -239,11 +240,27 @@ class LiveEngine:
             pid, t = P_MASTER_GAIN, 0
         elif pid == P_DUCK_DEPTH:
             t = int(target)
+        elif isinstance(target, int):
+            t = target
         else:
             t = self.session.track_index(target)
         with self._cmd_lock:
             if not command_push(self.st.cmd_ring, self.st.cmd_idx, frame, pid, t, float(value)):
                 raise LivemixError("too many parameter changes queued; try again")
+
+    def get(self, target, param: str) -> float:
+        """The value the audio thread last applied: dB for gains ("-inf" as -inf),
+        -1..1 for pan, 0/1 for mute and solo. target: track name or index, "master",
+        or a rule index for duck_depth. Any control thread."""
+        if target == "master":
+            return float(self.st.master[M_GAIN_DB])
+        if param == "duck_depth":
+            return float(self.st.rule_state[int(target), DS_DEPTH + 1])
+        t = target if isinstance(target, int) else self.session.track_index(target)
+        col = {"gain": T_GAIN_DB, "pan": T_PAN, "mute": T_MUTE, "solo": T_SOLO}.get(param)
+        if col is None:
+            raise LivemixError(f"unknown parameter {param!r}")
+        return float(self.st.track_ctl[t, col])
 
     def status(self) -> dict:
         """A snapshot of the engine's health and meters (control thread)."""

@@ -81,6 +81,14 @@ class Record:
 
 
 @dataclass(frozen=True)
+class Controller:
+    port: str | None = None       # MIDI input: a substring of the port name
+    virtual: str | None = None    # or: open a virtual input port with this name
+    mapping: str = "generic"      # a built-in map name, or a mapping file (absolute path)
+    api: str = "auto"             # rtmidi API: auto | jack | alsa | core | winmm
+
+
+@dataclass(frozen=True)
 class Session:
     path: Path
     engine: EngineConfig
@@ -88,6 +96,7 @@ class Session:
     ducking: tuple[DuckRule, ...] = ()
     master: Master = field(default_factory=Master)
     record: Record = field(default_factory=Record)
+    controller: Controller = field(default_factory=Controller)
 
     @property
     def name(self) -> str:
@@ -200,12 +209,13 @@ def _check_keys(where, table, index, data, allowed):
             raise where.error(table, index, key, f"unknown key{hint}")
 
 
-_TOP = ("engine", "tracks", "ducking", "master", "record")
+_TOP = ("engine", "tracks", "ducking", "master", "record", "controller")
 _ENGINE = ("samplerate", "blocksize", "channels")
 _TRACK = ("name", "file", "input", "gain_db", "pan", "mute", "solo", "loop", "offset_s")
 _DUCK = ("key", "targets", "threshold_db", "depth_db", "attack_ms", "hold_ms", "release_ms")
 _MASTER = ("gain_db", "ceiling_db")
 _RECORD = ("dir", "format", "subtype", "stems")
+_CONTROLLER = ("port", "virtual", "mapping", "api")
 
 
 def load_session(path, check_files: bool = True) -> Session:
@@ -352,8 +362,23 @@ def parse_session(data: dict, path: Path, text: str = "", check_files: bool = Tr
         dir=(path.parent / _string(where, "record", None, "dir", rdir)).resolve() if rdir else None,
         format=fmt, subtype=subtype,
         stems=_bool(where, "record", None, "stems", r.get("stems", False)))
+    c = data.get("controller", {})
+    _check_keys(where, "controller", None, c, _CONTROLLER)
+    if "port" in c and "virtual" in c:
+        raise where.error("controller", None, "virtual",
+                          "give either port (a controller to open) or virtual (a port to "
+                          "create), not both")
+    mapping = _string(where, "controller", None, "mapping", c.get("mapping", "generic"))
+    if "/" in mapping or mapping.endswith(".toml"):
+        mapping = str((path.parent / mapping).resolve())
+    controller = Controller(
+        port=_string(where, "controller", None, "port", c["port"]) if "port" in c else None,
+        virtual=(_string(where, "controller", None, "virtual", c["virtual"])
+                 if "virtual" in c else None),
+        mapping=mapping,
+        api=_string(where, "controller", None, "api", c.get("api", "auto")))
     return Session(path=path, engine=engine, tracks=tuple(tracks), ducking=tuple(rules),
-                   master=master, record=record)
+                   master=master, record=record, controller=controller)
 
 
 def _check_audio_file(where, index, file: Path):
