@@ -71,6 +71,7 @@ class Surface:
         self._touched: set = set()
         self._last_sent: dict = {}        # (target, param) -> value we last set
         self._feedback_at: dict = {}
+        self._modes: dict = {}
         self._stop = threading.Event()
         self._thread = None
 
@@ -160,19 +161,42 @@ class Surface:
                 continue
             pending[_key(b)] = value
 
+    def _coalescable(self, ev) -> bool:
+        """True when only the latest value of this control matters (absolute bindings,
+        or none at all); 14-bit halves stay apart because their keys differ."""
+        modes = self._modes.get((ev.kind, ev.channel, ev.number))
+        if modes is None:
+            modes = {b.mode for b in self.mapping.lookup(ev)}
+            self._modes[(ev.kind, ev.channel, ev.number)] = modes
+        return modes <= {"absolute"}
+
     def poll_once(self) -> int:
         """Drain the port, apply the latest value per parameter. Returns messages read."""
         msgs = self.port.poll()
         if not msgs:
             return 0
         pending: dict = {}
+        events: dict = {}
         for m in msgs:
             self.stats.messages += 1
             try:
                 for ev in self.parser.feed(m):
                     self.stats.events += 1
-                    self.handle(ev, pending)
+                    # Absolute controls keep only their latest value per poll (a flood
+                    # costs one handler call per control); presses and encoder ticks
+                    # all count, in order.
+                    if ev.kind in ("cc", "pitchbend") and self._coalescable(ev):
+                        events.pop((ev.kind, ev.channel, ev.number), None)
+                        events[(ev.kind, ev.channel, ev.number)] = ev
+                    else:
+                        events[len(events), id(ev)] = ev
             except Exception as e:      # counted and shown, never lost silently
+                self.stats.handler_errors += 1
+                self.stats.last_error = f"{type(e).__name__}: {e}"
+        for ev in events.values():
+            try:
+                self.handle(ev, pending)
+            except Exception as e:
                 self.stats.handler_errors += 1
                 self.stats.last_error = f"{type(e).__name__}: {e}"
         self.stats.last_message = " ".join(f"{b:02X}" for b in msgs[-1][:8])

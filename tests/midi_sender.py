@@ -1,0 +1,53 @@
+"""A MIDI controller in another process: a JACK client "lmsender" with an output port
+"ctl", driven by lines on stdin. Used by the live MIDI tests.
+
+  cc CH NUM VAL          send a control change; prints "sent <monotonic ns>"
+  raw B1 B2 ...          send these bytes (hex) as one JACK MIDI event
+  flood RATE SECONDS CH NUM LAST
+                         send CC NUM at RATE messages/s for SECONDS, values
+                         sweeping, the very last one LAST; prints "done <count>"
+  quit
+"""
+import sys
+import time
+
+import rtmidi
+
+
+def main():
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="lmsender")
+    out.open_virtual_port("ctl")
+    print("ready", flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "cc":
+            ch, num, val = map(int, words[1:4])
+            t = time.monotonic_ns()
+            out.send_message([0xB0 | (ch - 1), num, val])
+            print(f"sent {t}", flush=True)
+        elif words[0] == "raw":
+            out.send_message([int(w, 16) for w in words[1:]])
+            print("sent", flush=True)
+        elif words[0] == "flood":
+            rate, seconds = float(words[1]), float(words[2])
+            ch, num, last = int(words[3]), int(words[4]), int(words[5])
+            total = int(rate * seconds)
+            t0 = time.monotonic()
+            status = 0xB0 | (ch - 1)
+            for k in range(total):
+                value = last if k == total - 1 else k % 128
+                out.send_message([status, num, value])
+                if k % 10 == 9:
+                    delay = t0 + (k + 1) / rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+            print(f"done {total}", flush=True)
+        elif words[0] == "quit":
+            break
+    out.close_port()
+
+
+if __name__ == "__main__":
+    main()
