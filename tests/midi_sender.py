@@ -6,8 +6,11 @@
   flood RATE SECONDS CH NUM LAST
                          send CC NUM at RATE messages/s for SECONDS, values
                          sweeping, the very last one LAST; prints "done <count>"
+  recv                   print the feedback received on port "fb" since the last recv,
+                         as a JSON list of messages
   quit
 """
+import json
 import sys
 import time
 
@@ -17,6 +20,9 @@ import rtmidi
 def main():
     out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="lmsender")
     out.open_virtual_port("ctl")
+    fb = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="lmsender-fb")
+    fb.open_virtual_port("fb")
+    fb.ignore_types(sysex=False)
     print("ready", flush=True)
     for line in sys.stdin:
         words = line.split()
@@ -44,6 +50,14 @@ def main():
                     if delay > 0:
                         time.sleep(delay)
             print(f"done {total}", flush=True)
+        elif words[0] == "recv":
+            got = []
+            while True:
+                m = fb.get_message()
+                if m is None:
+                    break
+                got.append(m[0])
+            print(json.dumps(got), flush=True)
         elif words[0] == "quit":
             break
     out.close_port()

@@ -183,3 +183,84 @@ def test_malformed_bytes_then_unterminated_sysex_then_ccs(rig):
     assert eng.get("a", "gain") == value7_to_db(70)
     moves = [a for a in eng.automation if a["target"] == "a"]
     assert moves[-1]["value"] == value7_to_db(70)
+
+
+@pytest.fixture
+def feedback_rig(maker, jack):
+    """A 2-track engine with a chosen map, a surface with feedback to the sender."""
+    from controllers.ports import OutputPort
+    maker.audio("a.wav", sine(1000, 30.0, SR, 0.5))
+    maker.audio("b.wav", np.zeros(30 * SR))
+    session = load_session(maker.session(
+        [{"name": "a", "file": "a.wav"}, {"name": "b", "file": "b.wav"}]))
+    sender = Sender(jack.env)
+    assert wait_for_port("lmsender:ctl", api="jack", output=False)
+    eng = LiveEngine(session, backend="portaudio", record=False, say=lambda *_: None)
+    eng.start()
+    made = []
+
+    def make(mapping):
+        out = OutputPort("lmsender-fb", api="jack")
+        assert out.available
+        surface = Surface(eng, load_mapping(mapping, ["a", "b"]), InputPort("lmsender", api="jack"),
+                          feedback_port=out)
+        surface.start()
+        made.append(surface)
+        time.sleep(0.3)
+        sender.say("recv")                        # drop the initial state dump
+        return surface
+
+    yield eng, sender, make
+    for s in made:
+        s.stop()
+    eng.stop()
+    sender.kill()
+
+
+def test_mute_leds_follow_the_engine(feedback_rig):
+    import json as _json
+    eng, sender, make = feedback_rig
+    make("nanokontrol2")
+    sender.say("cc 1 48 127")                     # M button of strip 1: press
+    sender.say("cc 1 48 0")                       # release
+    time.sleep(0.2)
+    assert eng.get("a", "mute") == 1.0
+    got = _json.loads(sender.say("recv"))
+    assert [0xB0, 48, 127] in got                 # the LED lights
+    eng.set("a", "mute", 0.0)                     # from elsewhere (API, UI)
+    time.sleep(0.2)
+    got = _json.loads(sender.say("recv"))
+    assert got and got[-1] == [0xB0, 48, 0]       # the LED follows
+
+
+def test_motor_fader_not_pushed_while_touched(feedback_rig):
+    import json as _json
+    from controllers.taper import db_to_value14
+    eng, sender, make = feedback_rig
+    make("mackie")
+    sender.say("raw 90 68 7F")                    # touch strip 1's fader (note 104)
+    time.sleep(0.1)
+    eng.set("a", "gain", -10.0)                   # the engine moves meanwhile
+    time.sleep(0.3)
+    got = _json.loads(sender.say("recv"))
+    assert not any(m[0] == 0xE0 for m in got), got   # no motor move under the hand
+    sender.say("raw 90 68 00")                    # release
+    time.sleep(0.2)
+    got = _json.loads(sender.say("recv"))
+    bends = [m for m in got if m[0] == 0xE0]
+    assert bends, got
+    raw = bends[-1][1] | (bends[-1][2] << 7)
+    assert raw == db_to_value14(-10.0)            # where the engine is, exactly
+
+
+def test_feedback_is_rate_limited(feedback_rig):
+    import json as _json
+    eng, sender, make = feedback_rig
+    make("mackie")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 0.5:            # 500 ms of changes every millisecond
+        eng.set("a", "gain", -20.0 + 10.0 * ((time.monotonic() - t0) / 0.5))
+        time.sleep(0.001)
+    time.sleep(0.1)
+    bends = [m for m in _json.loads(sender.say("recv")) if m[0] == 0xE0]
+    assert 5 <= len(bends) <= 0.6 / 0.03 + 2, len(bends)
