@@ -79,6 +79,7 @@ class InputPort:
         self.reconnects = 0
         self._in = None
         self._api_used = None
+        self._probe = None
         self.open()
 
     def open(self) -> None:
@@ -131,17 +132,26 @@ class InputPort:
             out.append(m[0])
         return out
 
+    def _ports_now(self) -> list[str]:
+        """Port names seen by one long-lived probe client (creating a JACK client for
+        every check would make JACK reorder its graph twice a second)."""
+        if self._probe is None:
+            self._probe = _client(rtmidi.MidiIn, self._api_used, f"{self.client_name}-watch")
+        try:
+            return self._probe.get_ports() if self._probe is not None else []
+        except Exception:
+            return []
+
     def check(self) -> str | None:
         """Hot-plug: returns "gone" or "back" when the state changed, else None."""
         if self.virtual:
             return None
-        present = any(self.port_name == p for p in list_ports(self.api)) \
-            if self.port_name else False
+        present = self.port_name in self._ports_now() if self.port_name else False
         if self.connected and not present:
             self.connected = False
             self._close()
             return "gone"
-        if not self.connected and self._try_open():
+        if not self.connected and self.port_name in self._ports_now() and self._try_open():
             self.reconnects += 1
             return "back"
         return None
@@ -158,6 +168,9 @@ class InputPort:
     def close(self) -> None:
         self._close()
         self.connected = False
+        if self._probe is not None:
+            self._probe.delete()
+            self._probe = None
 
 
 class OutputPort:

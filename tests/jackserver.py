@@ -31,8 +31,8 @@ def clear_stale_registry() -> None:
 class JackServer:
     """``jackd -d dummy`` under a unique server name. start() / kill() / restart()."""
 
-    def __init__(self, period=64, rate=48000):
-        self.name = f"livemix-test-{os.getpid()}"
+    def __init__(self, period=64, rate=48000, suffix=""):
+        self.name = f"livemix-test-{os.getpid()}{suffix}"
         self.env = dict(os.environ, JACK_DEFAULT_SERVER=self.name, JACK_NO_AUDIO_RESERVATION="1")
         self.period = period
         self.rate = rate

@@ -22,6 +22,23 @@ from engine.session import load_session
 SR = 48000
 
 
+@pytest.fixture(scope="module")
+def jack():
+    """One JACK server for the whole module. These tests open JACK clients in the test
+    process itself (ports, surface), and libjack in a process cannot follow a server
+    restarted under the same name (its shared memory segments change)."""
+    from jackserver import JackServer
+    server = JackServer(suffix="-midi").start()
+    old = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = server.name
+    yield server
+    server.stop()
+    if old is None:
+        os.environ.pop("JACK_DEFAULT_SERVER", None)
+    else:
+        os.environ["JACK_DEFAULT_SERVER"] = old
+
+
 class Sender:
     """tests/midi_sender.py in its own process."""
 
@@ -151,11 +168,17 @@ def test_flood_does_not_reach_the_audio(rig, slow):
         surface.handler_delay_s = 0.001           # a fader handler that takes 1 ms
     sender.say("cc 1 7 96")
     time.sleep(0.3)
-    xruns = int(eng.io.stats[ST_XRUNS])
+    x0 = int(eng.io.stats[ST_XRUNS])
+    time.sleep(5.0)                               # a quiet window as long as the flood
+    quiet = int(eng.io.stats[ST_XRUNS]) - x0
+    x1 = int(eng.io.stats[ST_XRUNS])
     rss = _rss_kb()
     assert sender.say("flood 10000 5 1 7 64").startswith("done 50000")
     time.sleep(0.5)
-    assert int(eng.io.stats[ST_XRUNS]) == xruns
+    flood = int(eng.io.stats[ST_XRUNS]) - x1
+    # no xruns added (a Python callback in JACK's thread costs hundreds); one of
+    # slack for a shared machine
+    assert flood <= quiet + 1, (quiet, flood)
     assert _rss_kb() - rss < 5 * 1024
     assert eng.get("a", "gain") == value7_to_db(64)     # the last value sent wins
     assert surface.stats.messages >= 45000
