@@ -176,18 +176,24 @@ class LiveEngine:
                                  channels=s.engine.channels, input_channels=inch,
                                  device=self.device, client_name=self.client_name,
                                  maxblock=maxblock)
-            backend = PortAudioBackend(self.arena.layout(), self.io, opts,
-                                       on_event=self._event, on_gap=self._gap)
-            try:
-                backend.start()
-                self.backend = backend
-                return
-            except NoOutputDevice:
-                if self.backend_choice == "portaudio":
-                    raise LivemixError("--backend portaudio: no audio output device found "
-                                       "(see `livemix devices`)") from None
-                self.say("livemix: no audio output device found: using the virtual backend "
-                         "(clock-paced, no sound)")
+            # An explicit --backend portaudio tries twice: a busy JACK server can
+            # refuse one client (PortAudio then lists no devices) and accept the next.
+            tries = 2 if self.backend_choice == "portaudio" else 1
+            for attempt in range(tries):
+                backend = PortAudioBackend(self.arena.layout(), self.io, opts,
+                                           on_event=self._event, on_gap=self._gap)
+                try:
+                    backend.start()
+                    self.backend = backend
+                    return
+                except NoOutputDevice:
+                    if attempt + 1 < tries:
+                        time.sleep(0.5)
+            if self.backend_choice == "portaudio":
+                raise LivemixError("--backend portaudio: no audio output device found "
+                                   "(see `livemix devices`)")
+            self.say("livemix: no audio output device found: using the virtual backend "
+                     "(clock-paced, no sound)")
         if inch:
             raise LivemixError("the session has live-input tracks, which need an audio device "
                                "(the virtual backend has no inputs)")

@@ -226,9 +226,14 @@ def test_freewheel_soak_is_deterministic(maker, jack, minutes):
 def test_sigint_and_sigterm_stop_with_a_complete_take(maker, jack, sig):
     session = busy_session(maker, ntracks=2)
     p = _run_cli_background(["run", session.path, "--ui", "plain"], env=jack.env)
-    time.sleep(4.0)
+    lines = []
+    for line in p.stdout:                 # wait until 2 s have played, however slow start-up is
+        lines.append(line)
+        if line.strip().startswith("2.0 s"):
+            break
     p.send_signal(sig)
     out, err = p.communicate(timeout=20)
+    out = "".join(lines) + out
     assert p.returncode == 0, err
     assert "xruns" in out and "take:" in out and "Traceback" not in err
     assert " s  load max" in out                       # the plain status line ran
