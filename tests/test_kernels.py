@@ -215,7 +215,7 @@ def test_limiter_matches_reference_any_segmentation():
     expected = ref.limiter(x.astype(np.float64), c, window, rel)
     for seg in (1, 64, 97, 4096):
         buf = np.ascontiguousarray(x.T).copy()
-        delay = np.zeros((2, window - 1 + seg), np.float32)
+        delay = np.zeros((2, window - 1 + 3 * seg), np.float32)   # shifts every 3rd
         dq_val = np.zeros(window)
         dq_idx = np.zeros(window, np.int64)
         box = np.ones(window)
@@ -224,7 +224,9 @@ def test_limiter_matches_reference_any_segmentation():
         fst[L_BOXSUM] = window
         ist = np.zeros(N_LIMI, np.int64)
         for a in range(0, n, seg):
-            limit_segment(buf, a, min(n, a + seg), c, rel, window, delay, dq_val, dq_idx, box,
+            b = min(n, a + seg)
+            pk = float(np.abs(buf[:, a:b]).max())
+            limit_segment(buf, a, b, pk, c, rel, window, delay, dq_val, dq_idx, box,
                           fst, ist)
         y = buf.T.astype(np.float64)
         assert np.abs(y).max() <= c

@@ -32,7 +32,7 @@ EngineState = namedtuple(
         "tduck",        # float32 (MAXBLOCK,)       scratch: a track's combined ducking gain
         "mixbuf",       # float32 (2, MAXBLOCK)     the master bus
         "master",       # float64 (N_MASTER,)       master gain ramp and ceiling
-        "lim_delay",    # float32 (2, LOOKAHEAD - 1 + MAXBLOCK) limiter lookahead delay line
+        "lim_delay",    # float32 (2, LOOKAHEAD - 1 + 8 * MAXBLOCK) limiter lookahead line
         "lim_dq_val",   # float64 (LOOKAHEAD,)      limiter sliding-minimum deque: values
         "lim_dq_idx",   # int64 (LOOKAHEAD,)        ... and their sample indices
         "lim_box",      # float64 (LOOKAHEAD,)      limiter gain smoothing window
@@ -125,7 +125,8 @@ LI_DQ_HEAD = 1
 LI_DQ_COUNT = 2
 LI_BOX_POS = 3
 LI_BOX_BELOW = 4    # entries < 1 in the smoothing window
-N_LIMI = 5
+LI_DELAY_BASE = 5   # where the pending delayed samples start in lim_delay
+N_LIMI = 6
 
 # automation log (audio thread -> control thread)
 A_WRITE = 0

@@ -25,8 +25,9 @@ path that only runs the delay line (vectorised copies).
 import numpy as np
 from .jit import rt_kernel
 
-from .layout import L_BOXSUM, L_ENV, LI_BOX_BELOW, LI_BOX_POS, LI_DQ_COUNT, LI_DQ_HEAD, LI_N
-from .vec import copy, peak
+from .layout import (L_BOXSUM, L_ENV, LI_BOX_BELOW, LI_BOX_POS, LI_DELAY_BASE, LI_DQ_COUNT,
+                     LI_DQ_HEAD, LI_N)
+from .vec import copy
 
 _SNAP = 1.0 - 1e-4   # release snaps to exactly 1.0 from here (a 0.0009 dB step)
 
@@ -38,35 +39,43 @@ def limiter_idle(fst, ist):
 
 
 @rt_kernel
-def limit_segment(mix, a, b, ceiling, release, window, delay, dq_val, dq_idx, box, fst, ist):
+def limit_segment(mix, a, b, pk, ceiling, release, window, delay, dq_val, dq_idx, box, fst,
+                  ist):
     """Limit ``mix[:, a:b]`` (2, N) float32 in place. Returns samples reduced.
 
-    ``delay`` (2, window - 1 + N) holds the lookahead: its first window - 1
-    frames are the delayed samples still to come out. ``ceiling`` is linear
-    and must be representable in float32. Audio thread only.
+    ``pk`` is the segment's sample peak (the caller has it from scrubbing).
+    ``delay`` (2, window - 1 + k * N) holds the lookahead: at ``LI_DELAY_BASE``
+    start the window - 1 delayed samples still to come out; the input is
+    appended after them and the base moves on, so the line is shifted back to
+    the start only once every few blocks. ``ceiling`` is linear and must be
+    representable in float32. Audio thread only.
     """
     n = b - a
     dlen = window - 1
+    base = ist[LI_DELAY_BASE]
+    if base + dlen + n > delay.shape[1]:
+        for c in range(2):
+            copy(delay[c], 0, delay[c], base, dlen)    # move the pending samples back
+        base = 0
     for c in range(2):
-        copy(delay[c], dlen, mix[c], a, n)          # append this segment's input
-    pk = max(peak(mix[0], a, b), peak(mix[1], a, b))
+        copy(delay[c], base + dlen, mix[c], a, n)      # append this segment's input
     reduced = 0
     if pk <= ceiling and limiter_idle(fst, ist):
         # Fast path: the gain is exactly 1; only the delay runs.
         for c in range(2):
-            copy(mix[c], a, delay[c], 0, n)
+            copy(mix[c], a, delay[c], base, n)
         ist[LI_N] += n
         ist[LI_BOX_POS] = (ist[LI_BOX_POS] + n) % window
     else:
-        reduced = _limit_slow(mix, a, b, ceiling, release, window, delay, dq_val, dq_idx,
-                              box, fst, ist)
-    for c in range(2):
-        copy(delay[c], 0, delay[c], n, dlen)        # keep the last window - 1 inputs
+        reduced = _limit_slow(mix, a, b, base, ceiling, release, window, delay, dq_val,
+                              dq_idx, box, fst, ist)
+    ist[LI_DELAY_BASE] = base + n
     return reduced
 
 
 @rt_kernel
-def _limit_slow(mix, a, b, ceiling, release, window, delay, dq_val, dq_idx, box, fst, ist):
+def _limit_slow(mix, a, b, base, ceiling, release, window, delay, dq_val, dq_idx, box, fst,
+                ist):
     c32 = np.float32(ceiling)
     dlen = window - 1
     env = fst[L_ENV]
@@ -79,8 +88,8 @@ def _limit_slow(mix, a, b, ceiling, release, window, delay, dq_val, dq_idx, box,
     reduced = 0
     for i in range(a, b):
         k = i - a
-        xl = delay[0, dlen + k]
-        xr = delay[1, dlen + k]
+        xl = delay[0, base + dlen + k]
+        xr = delay[1, base + dlen + k]
         p = max(abs(xl), abs(xr))
         q = 1.0 if p <= ceiling else ceiling / p
         if env < 1.0:
@@ -128,8 +137,8 @@ def _limit_slow(mix, a, b, ceiling, release, window, delay, dq_val, dq_idx, box,
         else:
             boxsum += m - old
             s = boxsum / window
-        yl = delay[0, k]
-        yr = delay[1, k]
+        yl = delay[0, base + k]
+        yr = delay[1, base + k]
         if s != 1.0:
             s32 = np.float32(s)
             yl = min(max(yl * s32, -c32), c32)

@@ -12,7 +12,7 @@ import numpy as np
 from .jit import rt_kernel
 from .layout import R_GAIN, R_PAN_L, R_PAN_R
 from .smoothing import ramp_advance, ramp_at, ramp_steady
-from .vec import add_scaled, peak, scale, sumsq
+from .vec import add_scaled, peak_sumsq, scale
 
 
 @rt_kernel
@@ -55,8 +55,10 @@ def mix_track(src, a, b, ramps, ramp_n, duck, duck_steady, mix, gbuf, meter):
         fl = float(abs(cl))
         fr = float(abs(cr))
         # |c * s| == |c| * |s| exactly, so the post-fader peak is the scaled source peak
-        meter[0] = max(meter[0], peak(src[0], a, b) * fl, peak(src[1], a, b) * fr)
-        meter[1] += sumsq(src[0], a, b) * fl * fl + sumsq(src[1], a, b) * fr * fr
+        pl, sl = peak_sumsq(src[0], a, b)
+        pr, sr = peak_sumsq(src[1], a, b)
+        meter[0] = max(meter[0], pl * fl, pr * fr)
+        meter[1] += sl * fl * fl + sr * fr * fr
         return
     for i in range(a, b):
         k = i - a
@@ -67,8 +69,9 @@ def mix_track(src, a, b, ramps, ramp_n, duck, duck_steady, mix, gbuf, meter):
     one = np.float32(1.0)
     for c in range(2):
         add_scaled(mix[c], gbuf[c], one, a, b)
-        meter[0] = max(meter[0], peak(gbuf[c], a, b))
-        meter[1] += sumsq(gbuf[c], a, b)
+        pk, ss = peak_sumsq(gbuf[c], a, b)
+        meter[0] = max(meter[0], pk)
+        meter[1] += ss
     ramp_advance(gr, ramp_n, b - a)
     ramp_advance(lr, ramp_n, b - a)
     ramp_advance(rr, ramp_n, b - a)

@@ -97,3 +97,17 @@ def sumsq(x, a, b):
         v = x[_u(a) + _u(k)]
         s += v * v
     return float(s)
+
+
+@rt_kernel(fastmath=True)
+def peak_sumsq(x, a, b):
+    """(sample peak, sum of squares) of x[a:b] in one pass (meters only)."""
+    xi = x.view(np.int32)
+    m = np.int32(0)
+    s = np.float32(0.0)
+    for k in range(b - a):
+        i = _u(a) + _u(k)
+        m = max(m, xi[i] & np.int32(0x7FFFFFFF))
+        v = x[i]
+        s += v * v
+    return float(f32_from_bits(m)), float(s)

@@ -29,7 +29,7 @@ from ..dsp.layout import (A_LOST, A_READ, A_WRITE, C_LOOKAHEAD, C_MAXBLOCK, C_MI
 from ..dsp.limiter import limit_segment
 from ..dsp.mix import add_key, gain_stage, mix_track
 from ..dsp.smoothing import ramp_to
-from ..dsp.vec import NONFINITE_BITS, fill, peak, peak_bits, sumsq
+from ..dsp.vec import fill, peak, peak_sumsq
 from ..params import (P_DUCK_DEPTH, P_GAIN, P_MASTER_GAIN, P_MUTE, P_PAN, P_SOLO, db_to_lin,
                       lin_to_db, pan_gains)
 from .rings import ring_pull
@@ -158,15 +158,18 @@ def _segment(st, a, b):
     # master fader, then scrub anything non-finite (NaN/Inf never reach the output)
     bus = st.mixbuf
     gain_stage(bus, a, b, st.master[M_RAMP:M_RAMP + 3], ramp_n)
-    if max(peak_bits(bus[0], a, b), peak_bits(bus[1], a, b)) >= NONFINITE_BITS:
+    pk = max(peak(bus[0], a, b), peak(bus[1], a, b))
+    if not pk <= 3.0e38:                 # NaN or Inf somewhere (a NaN peak fails too)
         for c in range(2):
             for i in range(a, b):
                 if not abs(bus[c, i]) <= np.float32(3.0e38):
                     bus[c, i] = np.float32(0.0)
                     st.clock[K_NAN] += 1
-    st.clock[K_CEIL] += limit_segment(bus, a, b, st.master[M_CEILING], st.master[M_RELEASE],
-                                      cfg[C_LOOKAHEAD], st.lim_delay, st.lim_dq_val,
-                                      st.lim_dq_idx, st.lim_box, st.lim_state, st.lim_istate)
+        pk = max(peak(bus[0], a, b), peak(bus[1], a, b))
+    st.clock[K_CEIL] += limit_segment(bus, a, b, pk, st.master[M_CEILING],
+                                      st.master[M_RELEASE], cfg[C_LOOKAHEAD], st.lim_delay,
+                                      st.lim_dq_val, st.lim_dq_idx, st.lim_box, st.lim_state,
+                                      st.lim_istate)
 
 
 @rt_kernel
@@ -210,9 +213,9 @@ def _chunk(st, out, n):
     for r in range(nrules):
         st.rule_meter[r] = lin_to_db(st.rule_state[r, DS_GAIN])
     for c in range(2):
-        pk = peak(st.mixbuf[c], 0, n)
+        pk, ss = peak_sumsq(st.mixbuf[c], 0, n)
         st.master_meter[c, 0] = pk
-        st.master_meter[c, 1] = math.sqrt(sumsq(st.mixbuf[c], 0, n) / n)
+        st.master_meter[c, 1] = math.sqrt(ss / n)
         if pk > st.peak_hold[c]:
             st.peak_hold[c] = pk
     if cfg[C_OUTCH] == 1:

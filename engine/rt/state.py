@@ -78,7 +78,7 @@ def allocate(session, maxblock: int | None = None, ring_frames: int | None = Non
         "tduck": ((maxblock,), np.float32),
         "mixbuf": ((2, maxblock), np.float32),
         "master": ((N_MASTER,), np.float64),
-        "lim_delay": ((2, window - 1 + maxblock), np.float32),
+        "lim_delay": ((2, window - 1 + 8 * maxblock), np.float32),
         "lim_dq_val": ((window,), np.float64),
         "lim_dq_idx": ((window,), np.int64),
         "lim_box": ((window,), np.float64),
