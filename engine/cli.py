@@ -180,6 +180,22 @@ def cmd_devices(args) -> int:
     return 0
 
 
+def cmd_learn(args) -> int:
+    from controllers.learn import learn, stdin_keys
+
+    from .session import load_session
+
+    session = load_session(args.session)
+    port = args.midi or session.controller.port
+    if not port:
+        raise LivemixError("learn: give the controller with --midi NAME (see `livemix devices`)")
+    keys = stdin_keys()                      # Enter = skip, q Enter = finish and write
+    result = learn(session, port, args.output, say=print, skip=keys.skip, done=keys.done,
+                   timeout_s=args.timeout, force=args.force,
+                   api=args.midi_api or session.controller.api)
+    return 0 if result.path else 1
+
+
 def cmd_recover(args) -> int:
     from .recorder import recover
 
@@ -246,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("devices", help="list audio devices and MIDI ports")
     dev.add_argument("--json", action="store_true")
     dev.set_defaults(func=cmd_devices)
+
+    lp = sub.add_parser("learn", help="make a controller mapping by moving its controls")
+    lp.add_argument("session", help="session file (.toml)")
+    lp.add_argument("--midi", metavar="NAME", help="MIDI controller input (substring of its name)")
+    lp.add_argument("-o", "--output", required=True, metavar="FILE.toml")
+    lp.add_argument("--force", action="store_true", help="overwrite FILE.toml if it exists")
+    lp.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                    help="skip a parameter when no control moves for this long")
+    lp.add_argument("--midi-api", default=None, metavar="API")
+    lp.set_defaults(func=cmd_learn)
 
     rec = sub.add_parser("recover", help="repair the header of a take cut short")
     rec.add_argument("file")
