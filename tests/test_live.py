@@ -152,7 +152,9 @@ def test_busy_python_thread_adds_no_xruns(maker, jack):
     quiet = run(False)
     busy = run(True)
     assert busy.frames > 1.5 * SR
-    assert busy.xruns <= quiet.xruns + 2, (quiet.xruns, busy.xruns)
+    # a Python callback loses ~1,000 blocks in 5 s beside a busy thread; the cfunc
+    # must lose none: a few of slack for a shared machine
+    assert busy.xruns <= quiet.xruns + 5, (quiet.xruns, busy.xruns)
 
 
 def test_virtual_backend_keeps_time(maker, cli):

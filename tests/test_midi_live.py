@@ -176,9 +176,9 @@ def test_flood_does_not_reach_the_audio(rig, slow):
     assert sender.say("flood 10000 5 1 7 64").startswith("done 50000")
     time.sleep(0.5)
     flood = int(eng.io.stats[ST_XRUNS]) - x1
-    # no xruns added (a Python callback in JACK's thread costs hundreds); one of
+    # no xruns added (a Python callback in JACK's thread costs hundreds); a few of
     # slack for a shared machine
-    assert flood <= quiet + 1, (quiet, flood)
+    assert flood <= quiet + 3, (quiet, flood)
     assert _rss_kb() - rss < 5 * 1024
     assert eng.get("a", "gain") == value7_to_db(64)     # the last value sent wins
     assert surface.stats.messages >= 45000
