@@ -9,6 +9,7 @@ take, never the audio thread.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from .rt.state import allocate, allocate_io
 from .sources.files import FileSource
 
 READER_PERIOD_S = 0.02
+SWITCH_INTERVAL_S = 0.0005   # GIL switch interval while live (see _start)
 
 
 def warm_up(session, maxblock: int) -> None:
@@ -135,8 +137,19 @@ class LiveEngine:
         if getattr(self, "arena", None) is not None:
             self.arena.close()
             self.arena = None
+        if getattr(self, "_switch_interval", None) is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
 
     def _start(self) -> None:
+        # The reader and writer threads share the GIL with whatever else runs in this
+        # process (UI, MIDI, the user's code). Each GIL hand-off can cost a whole
+        # switch interval (5 ms by default), and a reader makes hundreds of them per
+        # second: a garbage-heavy thread beside it starved the readers into
+        # underruns. A 0.5 ms interval keeps them fed (the audio thread never needs
+        # the GIL at all).
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
         s = self.session
         sr = s.engine.samplerate
         maxblock = self.blocksize or s.engine.blocksize

@@ -227,3 +227,35 @@ def test_live_input_track_plays_another_clients_audio(maker, jack):
         eng.stop()
         metro.kill()
     assert peak > 0.1     # the click reached the mic track's meter
+
+
+def test_garbage_heavy_thread_does_not_starve_the_readers(maker, jack):
+    """A Python thread making garbage (GC pauses of 100+ ms) beside the engine: the
+    audio keeps its deadline and the file readers keep every track fed."""
+    import gc
+    session = simple_session(maker, seconds=10.0, n=32)
+    stop = threading.Event()
+
+    def garbage():
+        while not stop.is_set():
+            junk = []
+            for _ in range(20000):
+                a, b = [], []
+                a.append(b)
+                b.append(a)                  # cycles: only the collector frees them
+                junk.append(a)
+            del junk
+            gc.collect()
+
+    eng = LiveEngine(session, backend="portaudio", record=False, say=lambda *_: None)
+    eng.start()
+    t = threading.Thread(target=garbage)
+    t.start()
+    try:
+        time.sleep(4.0)
+    finally:
+        stop.set()
+        t.join()
+        summary = eng.stop()
+    assert summary.frames > 3.5 * SR
+    assert sum(summary.underruns.values()) == 0, summary.underruns
