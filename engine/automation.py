@@ -10,8 +10,11 @@ list of ``{"frame", "target", "param", "value"}`` (a contract):
 - value: dB for gain and duck_depth ("-inf" for silence), -1..1 for pan,
   0/1 for mute and solo.
 
-``commands_from`` turns such a list back into timed commands, so
-``livemix render SESSION --automation TAKE.json`` replays a take exactly.
+Frames are session frames (counted from the start of the run); the sidecar's
+``start_frame`` is where the take begins (0 for a take started with the run),
+and a take's log holds every change since the run started, so ``commands_from``
+and ``livemix render SESSION --automation TAKE.json`` replay the run up to the
+take's end and write the take's span: the result equals the take exactly.
 """
 from __future__ import annotations
 
@@ -99,8 +102,9 @@ def commands_from(automation: list, session, source: str = "automation") -> list
     return cmds
 
 
-def load_automation(path, session) -> tuple[list[tuple], list[str]]:
-    """Commands from a take's sidecar, plus notices (e.g. the session file changed)."""
+def load_automation(path, session) -> tuple[list[tuple], list[str], dict]:
+    """Commands from a take's sidecar, notices (e.g. the session file changed), and the
+    sidecar itself (its ``start_frame`` and ``frames`` say which span the take is)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -119,4 +123,4 @@ def load_automation(path, session) -> tuple[list[tuple], list[str]]:
         if now != sha:
             notices.append(f"{session.path} changed since the take was recorded: "
                            "the replay may differ from it")
-    return commands_from(auto, session, str(path)), notices
+    return commands_from(auto, session, str(path)), notices, data

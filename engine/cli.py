@@ -40,15 +40,15 @@ def cmd_render(args) -> int:
         raise LivemixError(f"--blocksize {args.blocksize}: at most {MAX_BLOCKSIZE}")
     commands, notices = (), []
     duration = args.duration
+    start = 0
     if args.automation:
         from .automation import load_automation
-        commands, notices = load_automation(args.automation, session)
-        if duration is None:      # replay the take's length
-            import json
-            take = json.loads(open(args.automation).read())
-            duration = take["frames"] / take["samplerate"] if take.get("frames") else None
+        commands, notices, take = load_automation(args.automation, session)
+        start = int(take.get("start_frame") or 0)
+        if duration is None and take.get("frames"):      # replay the take's length
+            duration = take["frames"] / take["samplerate"]
     result = render(session, args.output, duration_s=duration, subtype=args.subtype,
-                    blocksize=args.blocksize, commands=commands)
+                    blocksize=args.blocksize, commands=commands, start_frame=start)
     for note in notices + result.notices:
         print(f"livemix: note: {note}", file=sys.stderr)
     print(result.summary())

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .automation import drain as drain_automation
-from .dsp.layout import (A_LOST, DS_DEPTH, IO_RECORD, M_GAIN_DB, T_GAIN_DB, T_MUTE, T_PAN,
+from .dsp.layout import (A_LOST, DS_DEPTH, IO_RECORD, ST_REC_START, M_GAIN_DB, T_GAIN_DB, T_MUTE, T_PAN,
                          T_SOLO, K_FRAME, LOAD_BIN_PPM, S_EOF, S_UNDERRUNS, ST_CALLBACKS,
                          ST_FRAMES, ST_MAX_NS, ST_MAX_PPM, ST_REC_DROPPED, ST_SUM_PPM, ST_XRUNS,
                          EngineState, IoState)
@@ -100,6 +100,8 @@ class LiveEngine:
         self.say = say
         self.events: list[dict] = []
         self.automation: list[dict] = []   # every change the audio thread applied
+        self.takes: list[str] = []          # finished takes, in order
+        self._take_lock = threading.Lock()
         self._cmd_lock = threading.Lock()
         self._stop_readers = threading.Event()
         self.backend = None
@@ -171,12 +173,7 @@ class LiveEngine:
                                         daemon=True)
         self._reader.start()
         if self.record:
-            from .recorder import Recorder
-            tdir = self.takes_dir or s.record.dir or (s.path.parent / "takes")
-            self.recorder = Recorder(s, self.io, tdir, format=s.record.format,
-                                     subtype=s.record.subtype, stems=s.record.stems,
-                                     on_event=self._event)
-            self.recorder.start()
+            self._new_take()
         self._start_backend(inch, maxblock)
         self.started_at = time.monotonic()
 
@@ -306,21 +303,57 @@ class LiveEngine:
         k = int(np.searchsorted(np.cumsum(hist), 0.999 * total))
         return (k + 1) * LOAD_BIN_PPM / 1e6
 
+    # -- takes ------------------------------------------------------------------------
+    def _new_take(self) -> None:
+        from .recorder import Recorder
+        s = self.session
+        tdir = self.takes_dir or s.record.dir or (s.path.parent / "takes")
+        self.recorder = Recorder(s, self.io, tdir, format=s.record.format,
+                                 subtype=s.record.subtype, stems=s.record.stems,
+                                 on_event=self._event)
+        self.recorder.start()
+
+    def _finish_take(self):
+        """Stop the current take with its sidecar complete; returns its TakeResult."""
+        self.automation.extend(drain_automation(self.st, self.session))
+        extra = self._sidecar_extra()
+        start = int(self.io.stats[ST_REC_START])
+        extra["start_frame"] = start     # session frame of the take's first frame
+        self.recorder.sidecar_extra.update(extra)
+        result = self.recorder.stop()
+        self.recorder = None
+        if result.paths:
+            self.takes.append(str(result.paths[0]))
+        return result
+
+    def toggle_record(self) -> bool:
+        """Start a new take, or finish the one running (the UI's `r`, a controller's
+        REC button). Returns True when a take is now recording. Control thread."""
+        with self._take_lock:
+            if self.recorder is not None and self.recorder.recording:
+                self._finish_take()
+                self._event("take_stopped", self.takes[-1] if self.takes else "")
+                return False
+            self._new_take()
+            self._event("take_started", self.recorder.take)
+            return True
+
     def stop(self) -> Summary:
         """Stop audio, finish the take, return the summary. Control thread."""
         if self.backend is not None:
             self.backend.stop()
         take = None
         reason = None
-        if self.recorder is not None:
-            self._stop_readers.set()
-            if self._reader is not None:
-                self._reader.join(timeout=2.0)
-            self.automation.extend(drain_automation(self.st, self.session))
-            self.recorder.sidecar_extra.update(self._sidecar_extra())
-            result = self.recorder.stop()
-            take = str(result.paths[0]) if result.paths else None
-            reason = result.stopped_reason
+        self._stop_readers.set()
+        if self._reader is not None:
+            self._reader.join(timeout=2.0)
+        with self._take_lock:
+            if self.recorder is not None:
+                result = self._finish_take()
+                take = str(result.paths[0]) if result.paths else None
+                reason = result.stopped_reason
+            elif self.takes:
+                take = self.takes[-1]
         summary = self._summary(take, reason)
         self.backend = None
         self.recorder = None

@@ -78,3 +78,33 @@ def test_bad_automation_file_is_one_line(maker, cli):
     p = cli("render", session.path, "--automation", bad, "-o", maker.root / "x.wav", check=False)
     assert p.returncode != 0 and "'drums'" in p.stderr and "automation[0]" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_takes_started_and_stopped_mid_run_replay_exactly(maker, cli):
+    """`r` / a REC button: a second take starting mid-run replays to the same samples."""
+    session = session_with_moves(maker)
+    eng = LiveEngine(session, backend="virtual", record=False, say=lambda *_: None)
+    eng.start()
+    time.sleep(0.3)
+    eng.set("music", "gain", -8.0)
+    assert eng.toggle_record() is True            # take 1 starts mid-run
+    time.sleep(0.4)
+    eng.set("voice", "pan", 0.4)
+    time.sleep(0.3)
+    assert eng.toggle_record() is False           # take 1 ends
+    time.sleep(0.3)
+    eng.set("music", "gain", -2.0)                # between takes
+    assert eng.toggle_record() is True            # take 2
+    time.sleep(0.4)
+    eng.set("master", "gain", -4.0)
+    time.sleep(0.3)
+    summary = eng.stop()
+    assert len(eng.takes) == 2 and summary.take == eng.takes[1]
+    for take in eng.takes:
+        side = json.loads(open(take[:-4] + ".json").read())
+        assert side["complete"] and side["start_frame"] > 0
+        out = maker.root / "replay.wav"
+        cli("render", session.path, "--automation", take[:-4] + ".json", "-o", out,
+            "--subtype", "FLOAT")
+        np.testing.assert_array_equal(sf.read(out, dtype="float32")[0],
+                                      sf.read(take, dtype="float32")[0])

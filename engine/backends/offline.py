@@ -113,10 +113,12 @@ def open_output(path: str, samplerate: int, channels: int, subtype: str) -> sf.S
 
 
 def render(session, out_path: str, duration_s: float | None = None, subtype: str = "PCM_24",
-           blocksize: int | None = None, commands=(), progress: bool | None = None
-           ) -> RenderResult:
+           blocksize: int | None = None, commands=(), progress: bool | None = None,
+           start_frame: int = 0) -> RenderResult:
     """Render ``session`` to ``out_path``. ``commands`` are (frame, param, target, value)
-    tuples in frame order (see engine.params), applied at their exact frames."""
+    tuples in frame order (see engine.params), applied at their exact frames.
+    start_frame: the session is rendered from its start, but only frames from this
+    one on are written (a take that began mid-run); duration counts from here."""
     sr = session.engine.samplerate
     blocksize = int(blocksize or session.engine.blocksize)
     if blocksize < 1:
@@ -131,7 +133,7 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
         if duration_s is not None:
             if not duration_s > 0:
                 raise LivemixError(f"--duration {duration_s}: must be more than 0 seconds")
-            total = round(duration_s * sr)
+            total = start_frame + round(duration_s * sr)
         else:
             total = default_duration_frames(sources)
         outch = int(st.cfg[C_OUTCH])
@@ -153,8 +155,9 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
                         break
                     ci += 1
                 run_blocks(st, buf, n, blocksize)
+                skip = min(n, max(0, start_frame - pos))
                 try:
-                    out.write(buf[:n])
+                    out.write(buf[skip:n])
                 except Exception as e:
                     raise LivemixError(f"{out_path}: write failed ({e})") from None
                 pos += n
@@ -176,6 +179,6 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
     if st.clock[K_CMD_INVALID] or st.clock[K_CMD_LATE]:
         notices.append(f"commands: {st.clock[K_CMD_INVALID]} invalid, "
                        f"{st.clock[K_CMD_LATE]} late")
-    return RenderResult(path=str(out_path), frames=total, samplerate=sr,
+    return RenderResult(path=str(out_path), frames=total - min(total, start_frame), samplerate=sr,
                         peak_dbfs=lin_to_db(float(st.peak_hold.max())), seconds=seconds,
                         ceiling_samples=int(st.clock[K_CEIL]), notices=notices)

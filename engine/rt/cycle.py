@@ -11,7 +11,8 @@ from ..dsp.jit import rt_kernel
 from ..dsp.layout import (C_MAXBLOCK, C_NTRACKS, C_SR, FREEWHEEL_END, FREEWHEEL_RUN,
                           FREEWHEEL_WAIT_NS, ST_SLOW_RUN, IO_INCH,
                           IO_OUTCH, IO_RECORD, IO_STEMS, S_EOF, S_READ, ST_FAST_RUN,
-                          ST_FREEWHEEL, ST_FREEWHEEL_WAITS, ST_PREV_START,
+                          ST_FREEWHEEL, ST_FREEWHEEL_WAITS, ST_PREV_START, ST_REC_ON,
+                          ST_REC_START, K_FRAME,
                           LOAD_BIN_PPM, LOAD_BINS, PA_INPUT_OVERFLOW, PA_INPUT_UNDERFLOW,
                           PA_OUTPUT_OVERFLOW, PA_OUTPUT_UNDERFLOW, RI_DROP_R,
                           RI_DROP_W, RI_READ, RI_WRITE, S_WRITE, ST_CALLBACKS, ST_FRAMES,
@@ -136,6 +137,9 @@ def engine_cycle(st, io, inp, out, frames, status):
             stats[ST_OUT_OVERFLOW] += 1
     maxblock = st.cfg[C_MAXBLOCK]
     recording = io.io_cfg[IO_RECORD] != 0
+    if recording and stats[ST_REC_ON] == 0:
+        stats[ST_REC_START] = st.clock[K_FRAME]      # the take starts with this block
+    stats[ST_REC_ON] = 1 if recording else 0
     done = 0
     while done < frames:
         n = min(maxblock, frames - done)
