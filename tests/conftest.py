@@ -104,3 +104,25 @@ def jack(monkeypatch):
     monkeypatch.setenv("JACK_NO_AUDIO_RESERVATION", "1")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def jack_inproc():
+    """One JACK server for the whole test run, for tests that open JACK clients in the
+    test process itself (MIDI ports, the surface, learn). libjack keeps per-process
+    state: once a process has talked to one server it cannot follow another server,
+    or the same one restarted, so these tests all share this one."""
+    from jackserver import JackServer, have_jack
+    if not have_jack():
+        pytest.fail("jackd is not installed (apt-get install jackd2): the live tests need it")
+    server = JackServer(suffix="-inproc").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def jack_clients(jack_inproc, monkeypatch):
+    """jack_inproc, made the default server for this test (engine children included)."""
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_inproc.name)
+    monkeypatch.setenv("JACK_NO_AUDIO_RESERVATION", "1")
+    return jack_inproc

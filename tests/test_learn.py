@@ -102,7 +102,8 @@ def session(maker):
 
 
 @pytest.fixture
-def sender(jack):
+def sender(jack_clients):
+    jack = jack_clients
     s = Sender(jack.env)
     try:
         assert wait_for_port("lmsender:ctl", api="jack", output=False)

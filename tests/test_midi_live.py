@@ -22,21 +22,10 @@ from engine.session import load_session
 SR = 48000
 
 
-@pytest.fixture(scope="module")
-def jack():
-    """One JACK server for the whole module. These tests open JACK clients in the test
-    process itself (ports, surface), and libjack in a process cannot follow a server
-    restarted under the same name (its shared memory segments change)."""
-    from jackserver import JackServer
-    server = JackServer(suffix="-midi").start()
-    old = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = server.name
-    yield server
-    server.stop()
-    if old is None:
-        os.environ.pop("JACK_DEFAULT_SERVER", None)
-    else:
-        os.environ["JACK_DEFAULT_SERVER"] = old
+@pytest.fixture
+def jack(jack_clients):
+    """These tests open JACK clients in the test process: the shared server."""
+    return jack_clients
 
 
 class Sender:
