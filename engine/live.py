@@ -28,7 +28,7 @@ from .rt import shm
 from .rt.cycle import engine_cycle
 from .rt.rings import command_push
 from .rt.state import allocate, allocate_io
-from .sources.files import FileSource
+from .sources.reader import ReaderProcess
 
 READER_PERIOD_S = 0.02
 SWITCH_INTERVAL_S = 0.0005   # GIL switch interval while live (see _start)
@@ -108,6 +108,7 @@ class LiveEngine:
         self.recorder = None
         self.arena = None
         self._reader = None
+        self.readers = None
         self.started_at = None
 
     # -- lifecycle ------------------------------------------------------------
@@ -133,9 +134,9 @@ class LiveEngine:
         self._stop_readers.set()
         if getattr(self, "_reader", None) is not None:
             self._reader.join(timeout=2.0)
-        for src in getattr(self, "sources", []):
-            if src is not None:
-                src.close()
+        if getattr(self, "readers", None) is not None:
+            self.readers.stop()
+            self.readers = None
         if getattr(self, "arena", None) is not None:
             self.arena.close()
             self.arena = None
@@ -164,12 +165,10 @@ class LiveEngine:
         })
         self.st: EngineState = g["st"]
         self.io: IoState = g["io"]
-        self.sources = [FileSource(t, sr) if t.file else None for t in s.tracks]
-        for src, ring, pos in zip(self.sources, self.st.src_ring, self.st.src_pos):
-            if src is not None:
-                src.fill(ring, pos)
+        self.readers = ReaderProcess(self.arena.layout(), s, on_event=self._reader_event)
+        self.readers.start()                  # every ring full before the audio starts
         warm_up(s, maxblock)
-        self._reader = threading.Thread(target=self._read_loop, name="livemix-readers",
+        self._reader = threading.Thread(target=self._housekeeping, name="livemix-automation",
                                         daemon=True)
         self._reader.start()
         if self.record:
@@ -210,26 +209,15 @@ class LiveEngine:
         self.backend = VirtualBackend(self.st, self.io, s.engine.samplerate, maxblock)
         self.backend.start()
 
-    def _read_loop(self) -> None:
-        """Keep every source ring full. Wakes every READER_PERIOD_S, or at once while
-        some ring is under half full (a freewheeling server drains them fast)."""
-        size = self.st.src_ring.shape[2]
-        wait = READER_PERIOD_S
-        while not self._stop_readers.wait(wait):
-            wait = READER_PERIOD_S
+    def _housekeeping(self) -> None:
+        """Move the audio thread's change log out of its ring (control thread)."""
+        while not self._stop_readers.wait(READER_PERIOD_S):
             self.automation.extend(drain_automation(self.st, self.session))
-            for i, (src, ring, pos) in enumerate(zip(self.sources, self.st.src_ring,
-                                                     self.st.src_pos)):
-                if src is None:
-                    continue
-                if int(pos[0]) - int(pos[1]) < size // 2:
-                    wait = 0.0005
-                try:
-                    src.fill(ring, pos)
-                except LivemixError as e:
-                    self._event("source_error", str(e))
-                    self.sources[i] = None
-                    pos[S_EOF] = pos[0]    # the track ends where its data ends
+
+    def _reader_event(self, kind: str, detail: str) -> None:
+        if kind == "notice":
+            self.say(f"livemix: note: {detail}")
+        self._event(kind, detail)
 
     def _event(self, kind: str, detail: str) -> None:
         frame = int(self.st.clock[K_FRAME]) if hasattr(self, "st") else 0

@@ -230,8 +230,10 @@ def test_live_input_track_plays_another_clients_audio(maker, jack):
 
 
 def test_garbage_heavy_thread_does_not_starve_the_readers(maker, jack):
-    """A Python thread making cyclic garbage beside the engine (the collector runs
-    often): the audio keeps its deadline and the file readers keep every track fed."""
+    """A Python thread making cyclic garbage and collecting it (each collection holds
+    the GIL for 100 ms and more) beside the engine: the audio keeps its deadline and
+    the file readers, in their own process, keep every track fed."""
+    import gc
     session = simple_session(maker, seconds=10.0, n=32)
     stop = threading.Event()
 
@@ -243,7 +245,8 @@ def test_garbage_heavy_thread_does_not_starve_the_readers(maker, jack):
                 a.append(b)
                 b.append(a)                  # cycles: only the collector frees them
                 junk.append(a)
-            del junk                         # the collector runs on its own thresholds
+            del junk
+            gc.collect()                     # holds the GIL for the whole collection
 
     eng = LiveEngine(session, backend="portaudio", record=False, say=lambda *_: None)
     eng.start()
