@@ -25,7 +25,8 @@ from ..dsp.layout import RI_WRITE, ST_CALLBACKS, ST_LAST_NOW
 from ..errors import LivemixError
 
 STALL_S = 0.4            # no callback for this long: the device is gone
-RESPAWN_EVERY_S = 0.2    # how often to try a new child while the device is gone
+RESPAWN_EVERY_S = 0.05   # pause between attempts while the device is gone (each
+                         # attempt's child is already warm: it only starts PortAudio)
 START_TIMEOUT_S = 10.0   # first callback after spawning (includes loading the numba cache)
 
 
@@ -88,10 +89,18 @@ def _child_main(layout, opts: StreamOptions, conn) -> None:
         from ..rt.callback import CallbackTable, pa_callback
         from ..rt.shm import attach
 
-        _set_jack_client_name(opts.client_name)
-        import sounddevice as sd
         arena, g = attach(layout, {"st": EngineState, "io": IoState})
         table = CallbackTable(g["st"], g["io"])
+        # Warm: everything slow is done. PortAudio starts only on "go", so the parent
+        # can keep a warm child waiting while the audio server is away.
+        conn.send(("warm", None))
+        try:
+            if conn.recv() != "go":
+                return
+        except (EOFError, OSError):
+            return
+        _set_jack_client_name(opts.client_name)
+        import sounddevice as sd
         index, dev = _find_device(sd, opts.device, opts.input_channels)
         if opts.input_channels > dev["max_input_channels"]:
             raise LivemixError(
@@ -155,12 +164,21 @@ class PortAudioBackend:
 
     # -- child lifecycle ------------------------------------------------------
     def _spawn(self):
+        """A new child, warming up (imports, state, callback) until told "go"."""
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(target=_child_main, args=(self.layout, self.opts, child),
                                  name="livemix-audio", daemon=True)
         proc.start()
         child.close()
         return proc, parent
+
+    def _go(self, proc, conn, timeout):
+        """Wait for a child to be warm, let it open the stream; (kind, detail)."""
+        kind, detail = self._wait_ready(proc, conn, timeout)
+        if kind != "warm":
+            return kind, detail
+        conn.send("go")
+        return self._wait_ready(proc, conn, timeout)
 
     def _wait_ready(self, proc, conn, timeout):
         """(kind, detail) from a fresh child, or ("timeout", None)."""
@@ -181,7 +199,7 @@ class PortAudioBackend:
     def start(self) -> None:
         """Spawn the child and wait for its stream. Raises NoOutputDevice / LivemixError."""
         proc, conn = self._spawn()
-        kind, detail = self._wait_ready(proc, conn, START_TIMEOUT_S)
+        kind, detail = self._go(proc, conn, START_TIMEOUT_S)
         if kind != "ready":
             self._kill(proc)
             if kind == "nodevice":
@@ -216,9 +234,11 @@ class PortAudioBackend:
             self.on_event("device_lost", f"no audio callback for {STALL_S:.1f} s")
             self._kill(self._proc)
             self._proc = None
+            pending = self._spawn()
             while not self._stop.is_set():
-                proc, conn = self._spawn()
-                kind, detail = self._wait_ready(proc, conn, START_TIMEOUT_S)
+                proc, conn = pending
+                pending = self._spawn()          # the next attempt warms up meanwhile
+                kind, detail = self._go(proc, conn, START_TIMEOUT_S)
                 if kind == "ready":
                     # wait for its first callback, then measure the gap
                     t_end = time.monotonic() + 2.0
@@ -237,6 +257,7 @@ class PortAudioBackend:
                     break
                 self._kill(proc)
                 self._stop.wait(RESPAWN_EVERY_S)
+            self._kill(pending[0])
             last_count = int(stats[ST_CALLBACKS])
             last_change = time.monotonic()
 
