@@ -11,10 +11,40 @@
   quit
 """
 import json
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import rtmidi
+
+
+class Sender:
+    """This script in its own process, driven from a test: a JACK client "lmsender"
+    with an output port "ctl" and a feedback input port "fb"."""
+
+    def __init__(self, env):
+        self.p = subprocess.Popen([sys.executable, str(Path(__file__))], env=env,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.p.stdout.readline().strip() == "ready"
+
+    def say(self, line: str) -> str:
+        """Send one command line; returns the script's one-line answer."""
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        return self.p.stdout.readline().strip()
+
+    def raw(self, *msg):
+        assert self.say("raw " + " ".join(f"{b:02X}" for b in msg)).startswith("sent")
+
+    def sweep(self, msgs, gap=0.004):
+        for m in msgs:
+            self.raw(*m)
+            time.sleep(gap)
+
+    def kill(self):
+        self.p.kill()
+        self.p.wait(timeout=5)
 
 
 def main():

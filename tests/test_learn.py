@@ -1,13 +1,10 @@
 """MIDI learn: controls moved in another process, through a private JACK server, become
 a mapping file that loads back; plus the classification rules without devices."""
-import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
 import pytest
-from conftest import ROOT
 
 from controllers.learn import (LearnError, Learner, Step, is_button, is_relative, learn,
                                mapping_text, steps_for)
@@ -16,32 +13,9 @@ from controllers.messages import MidiParser
 from controllers.ports import PortError, wait_for_port
 from controllers.virtual import LoopbackPort
 from engine.session import load_session
+from midi_sender import Sender
 
 SR = 48000
-
-
-class Sender:
-    """tests/midi_sender.py in its own process: a JACK client "lmsender" with port "ctl"."""
-
-    def __init__(self, env):
-        self.p = subprocess.Popen([sys.executable, str(ROOT / "tests" / "midi_sender.py")],
-                                  env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  text=True)
-        assert self.p.stdout.readline().strip() == "ready"
-
-    def raw(self, *msg):
-        self.p.stdin.write("raw " + " ".join(f"{b:02X}" for b in msg) + "\n")
-        self.p.stdin.flush()
-        assert self.p.stdout.readline().startswith("sent")
-
-    def sweep(self, msgs, gap=0.004):
-        for m in msgs:
-            self.raw(*m)
-            time.sleep(gap)
-
-    def kill(self):
-        self.p.kill()
-        self.p.wait(timeout=5)
 
 
 class Run:

@@ -1,14 +1,11 @@
 """MIDI through real JACK MIDI ports from another process, into the live engine."""
 import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import ROOT
 from reference import sine
 
 from controllers.mapping import load_mapping
@@ -18,6 +15,7 @@ from controllers.taper import value7_to_db
 from engine.dsp.layout import ST_FRAMES, ST_XRUNS
 from engine.live import LiveEngine
 from engine.session import load_session
+from midi_sender import Sender
 
 SR = 48000
 
@@ -26,25 +24,6 @@ SR = 48000
 def jack(jack_clients):
     """These tests open JACK clients in the test process: the shared server."""
     return jack_clients
-
-
-class Sender:
-    """tests/midi_sender.py in its own process."""
-
-    def __init__(self, env):
-        self.p = subprocess.Popen([sys.executable, str(ROOT / "tests" / "midi_sender.py")],
-                                  env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  text=True)
-        assert self.p.stdout.readline().strip() == "ready"
-
-    def say(self, line):
-        self.p.stdin.write(line + "\n")
-        self.p.stdin.flush()
-        return self.p.stdout.readline().strip()
-
-    def kill(self):
-        self.p.kill()
-        self.p.wait(timeout=5)
 
 
 @pytest.fixture
