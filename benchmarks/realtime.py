@@ -205,8 +205,10 @@ def _recorder_available() -> tuple[bool, str]:
     return True, ""
 
 
-def run(args) -> dict:
-    out = {"meta": _meta(args)}
+def run(args, out: dict) -> dict:
+    """Run every section not skipped, filling ``out`` as results arrive (so an
+    interrupted run can still report what it measured)."""
+    out["meta"] = _meta(args)
     skip = set(filter(None, args.skip.split(",")))
     sec, settle = args.seconds, args.settle
 
@@ -228,12 +230,11 @@ def run(args) -> dict:
 
     # 1. track-count sweep
     if "sweep" not in skip:
-        sweep = []
+        sweep = out["sweep"] = []
         for period in args.period_list:
             for n in args.track_list:
                 sweep.append(_case(f"sweep {n} tracks @ {period}", H.run_live, period=period,
                                    ntracks=n, seconds=sec, settle_s=settle))
-        out["sweep"] = sweep
         # bisect between the largest passing and smallest failing count at 64 frames
         at64 = sorted((r for r in sweep if r.get("period_frames") == 64 and _p999_pct(r)),
                       key=lambda r: r["tracks"])
@@ -265,6 +266,7 @@ def run(args) -> dict:
     if "record64" not in skip:
         have_rec, note = _recorder_available()
         cases = []
+        out["record64"] = {"recording": have_rec, "note": note or None, "cases": cases}
         for busy in ("none", "cpu", "gc"):
             r = _case(f"record64 busy={busy}", H.run_live, period=64, ntracks=64, seconds=sec,
                       settle_s=settle, busy=busy, feed="files", record=have_rec)
@@ -275,14 +277,15 @@ def run(args) -> dict:
                           ntracks=64, seconds=sec, settle_s=settle, busy=busy, feed="files",
                           record=False)
             cases.append(r)
-        out["record64"] = {"recording": have_rec, "note": note or None, "cases": cases}
+            out["record64"].update(recording=have_rec, note=note or None)
 
     # 3. baseline: Python callback through sounddevice, load in the same process
     if "baseline" not in skip:
-        out["baseline"] = [
-            _case(f"baseline python callback busy={busy}", H.run_baseline, period=64,
-                  ntracks=64, seconds=sec, settle_s=settle, busy=busy)
-            for busy in ("none", "cpu", "gc")]
+        out["baseline"] = []
+        for busy in ("none", "cpu", "gc"):
+            out["baseline"].append(_case(f"baseline python callback busy={busy}",
+                                         H.run_baseline, period=64, ntracks=64, seconds=sec,
+                                         settle_s=settle, busy=busy))
 
     out["targets"] = _targets(out)
     return out
@@ -346,15 +349,23 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, on_term)
 
     t0 = time.monotonic()
+    result: dict = {}
+    status = 0
     try:
-        result = run(args)
+        run(args, result)
+    except (KeyboardInterrupt, SystemExit) as e:
+        status = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
+        result["interrupted"] = f"{type(e).__name__} ({status}): partial results"
+        H.log(f"interrupted ({status}): printing what was measured")
     finally:
         H.cleanup_all()
-    result["meta"]["total_run_s"] = round(time.monotonic() - t0, 1)
+    result.setdefault("meta", {})["total_run_s"] = round(time.monotonic() - t0, 1)
     result["meta"]["git_after"] = _git()
+    if "targets" not in result:
+        result["targets"] = _targets(result)
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 
@@ -50,12 +51,16 @@ class JackServer:
     def start(self, timeout=10.0):
         clear_stale_registry()
         for realtime in ([True, False] if self.realtime else [False]):
+            # stderr to a file: jackd writes two lines per xrun, and an undrained pipe
+            # would fill and block it
+            self._log = tempfile.TemporaryFile()
             self.proc = subprocess.Popen(self._cmd(realtime), env=self.env,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                         stdout=subprocess.DEVNULL, stderr=self._log)
             end = time.monotonic() + timeout
             while time.monotonic() < end:
                 if self.proc.poll() is not None:
-                    self.log = self.proc.stderr.read().decode(errors="replace")[-2000:]
+                    self._log.seek(0)
+                    self.log = self._log.read().decode(errors="replace")[-2000:]
                     break
                 if self.ready():
                     self.realtime = realtime

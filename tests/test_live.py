@@ -260,3 +260,25 @@ def test_garbage_heavy_thread_does_not_starve_the_readers(maker, jack):
         summary = eng.stop()
     assert summary.frames > 3.5 * SR
     assert sum(summary.underruns.values()) == 0, summary.underruns
+
+
+def test_audio_process_takes_no_page_faults_once_running(maker, jack):
+    """The audio child maps every shared page before the stream starts: the audio
+    thread never takes a page fault walking the rings (it took thousands before)."""
+    session = simple_session(maker, seconds=10.0, n=16)
+    eng = LiveEngine(session, backend="portaudio", record=True, say=lambda *_: None)
+    eng.start()
+    try:
+        pid = eng.backend._proc.pid
+
+        def minflt():
+            with open(f"/proc/{pid}/stat") as f:
+                return int(f.read().rsplit(")", 1)[1].split()[7])
+
+        time.sleep(0.5)
+        before = minflt()
+        time.sleep(2.0)                   # the rings' first pass, the record ring filling
+        faults = minflt() - before
+    finally:
+        eng.stop()
+    assert faults < 100, faults

@@ -87,9 +87,10 @@ def _child_main(layout, opts: StreamOptions, conn) -> None:
     try:
         from ..dsp.layout import EngineState, IoState
         from ..rt.callback import CallbackTable, pa_callback
-        from ..rt.shm import attach
+        from ..rt.shm import attach, prefault
 
         arena, g = attach(layout, {"st": EngineState, "io": IoState})
+        prefault(arena)
         table = CallbackTable(g["st"], g["io"])
         # Warm: everything slow is done. PortAudio starts only on "go", so the parent
         # can keep a warm child waiting while the audio server is away.
