@@ -126,6 +126,9 @@ def _open_controller(session, args, engine, say):
     if getattr(args, "midi", None):
         virtual = None
     if not port_name and not virtual and not getattr(args, "script", None):
+        if getattr(args, "mapping", None):
+            raise LivemixError(f"--mapping {args.mapping}: needs a controller "
+                               "(--midi NAME, --midi-virtual NAME or [controller] port)")
         return None
     from controllers.mapping import load_mapping
     from controllers.surface import Surface

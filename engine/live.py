@@ -296,10 +296,11 @@ class LiveEngine:
         from .recorder import Recorder
         s = self.session
         tdir = self.takes_dir or s.record.dir or (s.path.parent / "takes")
-        self.recorder = Recorder(s, self.io, tdir, format=s.record.format,
-                                 subtype=s.record.subtype, stems=s.record.stems,
-                                 on_event=self._event)
-        self.recorder.start()
+        recorder = Recorder(s, self.io, tdir, format=s.record.format,
+                            subtype=s.record.subtype, stems=s.record.stems,
+                            on_event=self._event)
+        recorder.start()                     # raises a one-line LivemixError if it cannot
+        self.recorder = recorder
 
     def _finish_take(self):
         """Stop the current take with its sidecar complete; returns its TakeResult."""

@@ -282,3 +282,18 @@ def test_audio_process_takes_no_page_faults_once_running(maker, jack):
     finally:
         eng.stop()
     assert faults < 100, faults
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--takes-dir", "/proc/livemix-nope"], "/proc/livemix-nope"),
+    (["--mapping", "nanokontrol2"], "--mapping nanokontrol2"),
+    (["--midi", "nosuchport"], "'nosuchport'"),
+])
+def test_run_user_errors_are_one_line(maker, cli, args, needle, monkeypatch):
+    session = simple_session(maker, seconds=1.0)
+    p = cli("run", session.path, "--backend", "virtual", "--duration", "1", *args,
+            check=False, env={"JACK_DEFAULT_SERVER": "livemix-no-such-server"})
+    assert p.returncode != 0
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], p.stderr
+    assert "Traceback" not in p.stderr
