@@ -1,4 +1,4 @@
-"""A live run: shared state, reader thread, recorder, backend, and the control API.
+"""A live run: shared state, reader process, recorder, backend, and the control API.
 
 ``LiveEngine`` lives in the parent process and owns everything that must
 outlive an audio device. Its methods are for one control thread (the CLI
@@ -369,21 +369,20 @@ class LiveEngine:
         }
 
     def _summary(self, take, reason) -> Summary:
+        """The run's summary, from the same figures the sidecar gets."""
         stats = self.io.stats
-        n = max(1, int(stats[ST_CALLBACKS]))
-        info = getattr(self.backend, "info", {}) or {}
+        h = self._sidecar_extra()
         return Summary(
             duration_s=int(stats[ST_FRAMES]) / self.session.engine.samplerate,
             frames=int(stats[ST_FRAMES]),
             xruns=int(stats[ST_XRUNS]),
             dropped_frames=int(stats[ST_REC_DROPPED]),
-            underruns={t.name: int(u) for t, u in
-                       zip(self.session.tracks, self.st.src_pos[:, S_UNDERRUNS])},
-            load_mean=int(stats[ST_SUM_PPM]) / n / 1e6,
-            load_p999=self._load_p999(),
-            load_max=int(stats[ST_MAX_PPM]) / 1e6,
+            underruns=h["underruns"],
+            load_mean=h["load"]["mean"],
+            load_p999=h["load"]["p99_9"],
+            load_max=h["load"]["max"],
             callback_max_us=int(stats[ST_MAX_NS]) / 1000,
-            latency_s=float(info.get("latency_s", getattr(self.backend, "latency_s", 0.0))),
-            backend=self.backend.name if self.backend else "none",
-            device=info.get("device", getattr(self.backend, "device", "?")),
+            latency_s=float(h["latency_s"] or 0.0),
+            backend=h["backend"] or "none",
+            device=h["device"] or "?",
             take=take, events=list(self.events), stopped_reason=reason)

@@ -1,4 +1,5 @@
 """Shared fixtures: write small sessions with known signals, run the CLI."""
+import contextlib
 import json
 import math
 import os
@@ -126,3 +127,19 @@ def jack_clients(jack_inproc, monkeypatch):
     monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_inproc.name)
     monkeypatch.setenv("JACK_NO_AUDIO_RESERVATION", "1")
     return jack_inproc
+
+
+@contextlib.contextmanager
+def small_tmpfs(path, options="size=1m"):
+    """A small tmpfs mounted at ``path`` (a real full disk), unmounted afterwards;
+    the test is skipped where mounting is not allowed (needs root)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {p.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

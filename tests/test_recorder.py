@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import small_tmpfs
 import soundfile as sf
 
 from engine import recorder as rec_mod
@@ -433,13 +434,7 @@ def _record_until_stopped(r, io, rng, timeout=10.0):
 
 
 def test_disk_full_on_a_tiny_tmpfs(tmp_path):
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {p.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "mnt") as mnt:
         s = make_session(tmp_path)
         io = allocate_io(s)
         seen = []
@@ -458,8 +453,6 @@ def test_disk_full_on_a_tiny_tmpfs(tmp_path):
         side = sidecar_of(res)
         assert side["stopped_reason"] == reason and side["frames"] == len(out)
         assert [e["kind"] for e in side["events"]] == ["disk_low", "recording_stopped"]
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
 CHILD_FSIZE = r"""
@@ -519,13 +512,7 @@ def test_unwritable_takes_dir_fails_in_start(tmp_path):
 
 
 def test_read_only_takes_dir_fails_in_start(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {p.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
         s = make_session(tmp_path)
         io = allocate_io(s)
         with pytest.raises(LivemixError) as e:
@@ -533,8 +520,6 @@ def test_read_only_takes_dir_fails_in_start(tmp_path):
         msg = str(e.value)
         assert str(ro) in msg and "Read-only file system" in msg and "\n" not in msg
         assert io.io_cfg[IO_RECORD] == 0 and list(ro.iterdir()) == []
-    finally:
-        subprocess.run(["umount", str(ro)], capture_output=True)
 
 
 def test_low_disk_space_warns_with_the_time_left(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import ROOT
+from conftest import ROOT, small_tmpfs
 from reference import sine
 
 from engine.backends.offline import render
@@ -131,12 +131,7 @@ def test_kill_9_leaves_a_take_that_opens(maker, jack):
 
 
 def test_disk_full_stops_recording_not_audio(maker, jack, tmp_path):
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    try:
+    with small_tmpfs(tmp_path / "small") as small:
         session = busy_session(maker, ntracks=2, record={"dir": str(small)})
         said = []
         eng = LiveEngine(session, backend="portaudio", say=said.append)
@@ -151,8 +146,6 @@ def test_disk_full_stops_recording_not_audio(maker, jack, tmp_path):
         take, _ = sf.read(summary.take, dtype="float32")
         assert 0.5 * SR < len(take) < 3 * SR
         np.testing.assert_array_equal(take, offline(session, len(take), maker.root))
-    finally:
-        subprocess.run(["umount", "-l", str(small)])
 
 
 def test_disk_stall_of_3_s_loses_nothing(maker, jack, monkeypatch):

@@ -6,7 +6,7 @@ these arrays in place and allocate nothing. Index constants name the columns.
 
 Writer of each array (single-writer discipline, so no locks are needed):
   cfg, rule_keys, track_rules, lim_box sizes ... set once before the stream
-  src_ring, src_pos[:, S_WRITE], src_pos[:, S_EOF]   reader thread (one per track)
+  src_ring, src_pos[:, S_WRITE], src_pos[:, S_EOF]   the reader process (one writer per track)
   cmd_ring, cmd_idx[Q_WRITE]                        control thread (one producer)
   everything else                                   the audio thread
 """
