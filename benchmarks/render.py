@@ -29,7 +29,9 @@ and then. Sections of the output:
    command line (amix + sidechaincompress + alimiter), WAV to WAV.
 5. ``startup``: numba compile time (cold cache vs cached) and the whole
    ``livemix render`` process on a 1 s session with a warm cache.
-6. ``targets``: the goals and whether this run met them.
+6. ``metering``: the loudness and true-peak meters' share of a block at 32
+   tracks, and the true-peak ceiling's cost (benchmarks/metering.py).
+7. ``targets``: the goals and whether this run met them.
 """
 from __future__ import annotations
 
@@ -64,6 +66,7 @@ from engine.rt.rings import command_push  # noqa: E402
 from engine.rt.state import allocate  # noqa: E402
 from engine.session import Master, load_session  # noqa: E402
 from engine.sources.files import FileSource  # noqa: E402
+from metering import metering_cost  # noqa: E402
 from numpy_mixer import NumpyMixer, db_to_lin, pan_gains  # noqa: E402
 
 SR = 48000                      # Hz
@@ -743,6 +746,8 @@ def targets(inproc: dict, whole: dict, startup: dict) -> dict:
     v = startup["livemix_render_1s_warm_cache_s"]
     out["cached_startup_s"] = {"target": f"< {TARGET_STARTUP_S:g} s", "value": v,
                                "met": v < TARGET_STARTUP_S}
+    v = inproc["metering"]["meters_vs_mix"]
+    out["metering_vs_mix_32_tracks"] = {"target": "< 0.15", "value": v, "met": v < 0.15}
     return out
 
 
@@ -796,6 +801,8 @@ def main(argv=None) -> int:
             "fraction_on_slow_path": round(npr["limiter_slow_path_samples"] / frames, 4)}
 
         report["engine_breakdown"] = engine_breakdown(session, commands, frames, reps)
+        log("metering cost (32 tracks, 128-frame blocks)")
+        report["metering"] = metering_cost(session, stem_list, seconds, bs=128, reps=reps)
         log("offline render in process")
         report["offline_render_in_process"] = bench_offline_render(session, commands, tmp,
                                                                    reps)

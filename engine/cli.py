@@ -77,30 +77,26 @@ def run_live(session, args, say=print) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     surface = None
+    stats = None
+    summary = None
     try:
+        if getattr(args, "stats_json", None):
+            from .ui import StatsJson
+            stats = StatsJson(args.stats_json)       # a bad path fails before the audio
         engine.start()
         surface = _open_controller(session, args, engine, say)
-        t0 = time.monotonic()
-        next_line = t0 + 1.0
-        while not stop.wait(0.05):
-            now = time.monotonic()
-            if args.duration is not None and now - t0 >= args.duration:
-                break
-            if args.ui == "plain" and now >= next_line:
-                next_line += 1.0
-                s = engine.status()
-                say(f"{s['time_s']:7.1f} s  load max {s['load_max'] * 100:5.1f} %  "
-                    f"xruns {s['xruns']}  dropped {s['dropped_frames']}  "
-                    f"underruns {s['underruns']}  peak {s['peak_dbfs']:6.1f} dBFS"
-                    + ("  REC" if s["recording"] else "")
-                    + ("  DEVICE LOST" if s["device_lost"] else "")
-                    + (_controller_status(surface) if surface else ""))
+        _watch(engine, surface, args, stop, stats, say)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if surface is not None:
             surface.stop()
-        summary = engine.stop() if engine.backend is not None else None
+        if engine.backend is not None:
+            summary = engine.stop()
+        if stats is not None:
+            stats.close()
+    if summary is None:
+        return 1
     for line in summary.lines():
         say(line)
     if surface is not None:
@@ -112,10 +108,33 @@ def run_live(session, args, say=print) -> int:
     return 1 if summary.dropped_frames else 0
 
 
-def _controller_status(surface) -> str:
-    if not surface.stats.connected:
-        return "  MIDI GONE"
-    return f"  midi {surface.stats.last_message or '-'}"
+def _watch(engine, surface, args, stop, stats, say) -> None:
+    """Show the run (meter bridge, a line a second, or nothing) until stop or the duration;
+    append a JSON line a second to --stats-json. Control thread."""
+    import time
+
+    from .ui import plain_line, with_controller
+
+    def every_second(snap):
+        if stats is not None:
+            stats.write(snap)
+
+    if args.ui == "tui":
+        from .ui import MeterBridge
+        MeterBridge(engine, surface, every_second=every_second).run(stop, args.duration)
+        return
+    t0 = time.monotonic()
+    next_line = t0 + 1.0
+    while not stop.wait(0.05):
+        now = time.monotonic()
+        if args.duration is not None and now - t0 >= args.duration:
+            break
+        if now >= next_line:
+            next_line += 1.0
+            snap = with_controller(engine.snapshot(), surface)
+            if args.ui == "plain":
+                say(plain_line(snap))
+            every_second(snap)
 
 
 def _open_controller(session, args, engine, say):
@@ -206,6 +225,177 @@ def cmd_recover(args) -> int:
     return 0
 
 
+def _number(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return v
+
+
+class _FileProgress:
+    """Progress of a long file job on stderr: a live percentage on a terminal,
+    else a line per 10 %. Silent for files under ``LONG_S`` seconds."""
+
+    LONG_S = 60.0
+
+    def __init__(self, path: str):
+        import soundfile as sf
+        try:
+            long = sf.info(str(path)).duration >= self.LONG_S
+        except Exception:
+            long = False               # the job itself reports why the file is unusable
+        self.name = path
+        self.enabled = long
+        self.tty = sys.stderr.isatty()
+        self.tenths = 1
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        import time
+        if not self.enabled:
+            return
+        if self.tty:
+            now = time.monotonic()
+            if now - self.last >= 0.1 or fraction >= 1.0:
+                self.last = now
+                sys.stderr.write(f"\r{stage} {self.name}: {fraction * 100:3.0f} %   ")
+                sys.stderr.flush()
+                self.shown = True
+            return
+        while fraction * 10 >= self.tenths - 1e-9 and self.tenths <= 10:
+            print(f"livemix: {stage} {self.name}: {self.tenths * 10} %", file=sys.stderr,
+                  flush=True)
+            self.tenths += 1
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * 78 + "\r")
+            sys.stderr.flush()
+
+
+def _clock(seconds: float) -> str:
+    """mm:ss.mmm, or h:mm:ss.mmm from an hour."""
+    ms = int(round(seconds * 1000))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    text = f"{m:02d}:{rest / 1000:06.3f}"
+    return f"{h}:{text}" if h else text
+
+
+def _level(value, unit: str, sign: bool = False) -> str:
+    if value is None:
+        return f"-inf {unit}"
+    return f"{value:+.1f} {unit}" if sign else f"{value:.1f} {unit}"
+
+
+def analyze_lines(r: dict) -> list[str]:
+    """The human report of ``livemix analyze``."""
+    lines = [f"{r['file']}: {_clock(r['duration_s'])}, {r['samplerate']} Hz, "
+             f"{r['channels']} channel{'s' if r['channels'] != 1 else ''}",
+             f"  integrated       {_level(r['integrated_lufs'], 'LUFS'):>12}",
+             f"  loudness range   {_level(r['lra_lu'], 'LU'):>12}",
+             f"  true peak        {_level(r['true_peak_dbtp'], 'dBTP', True):>12}",
+             f"  sample peak      {_level(r['sample_peak_dbfs'], 'dBFS', True):>12}",
+             f"  momentary max    {_level(r['momentary_max_lufs'], 'LUFS'):>12}",
+             f"  short-term max   {_level(r['short_term_max_lufs'], 'LUFS'):>12}"]
+    if r.get("nonfinite_samples"):
+        lines.append(f"  NaN/Inf samples  {r['nonfinite_samples']:>7} (measured as 0)")
+    counts = r["problem_counts"]
+    if not counts:
+        lines.append(f"problems: none (true-peak ceiling {r['ceiling_dbtp']:+.1f} dBTP)")
+        return lines
+    summary = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in counts.items())
+    lines.append(f"problems: {sum(counts.values())} ({summary}; true-peak ceiling "
+                 f"{r['ceiling_dbtp']:+.1f} dBTP)")
+    width = len(_clock(r["duration_s"]))
+    for p in r["problems"]:
+        lines.append(f"  {_clock(p['start_s']):>{width}} - {_clock(p['end_s']):<{width}}  "
+                     f"{p['kind']:<15} {p['detail']}")
+    listed = len(r["problems"])
+    if listed < sum(counts.values()):
+        lines.append(f"  ... {sum(counts.values()) - listed} more not listed")
+    return lines
+
+
+def cmd_analyze(args) -> int:
+    import json
+
+    from .loudness import analyze
+
+    progress = _FileProgress(args.file)
+    try:
+        result = analyze(args.file, ceiling_dbtp=args.ceiling, progress=progress)
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print("\n".join(analyze_lines(result)))
+    return 0
+
+
+def normalize_lines(r: dict, preset: str | None) -> list[str]:
+    """The before / after report of ``livemix normalize``."""
+    b, a = r["before"], r["after"]
+    how = f"preset {preset}: " if preset else ""
+    lines = [f"{r['file']} -> {r['output']} ({how}target {r['target_lufs']:.1f} LUFS, "
+             f"true-peak ceiling {r['true_peak_ceiling_dbtp']:+.1f} dBTP)",
+             f"  {'':16} {'before':>12} {'after':>12}"]
+    for label, key, unit, sign in (("integrated", "integrated_lufs", "LUFS", False),
+                                   ("true peak", "true_peak_dbtp", "dBTP", True),
+                                   ("sample peak", "sample_peak_dbfs", "dBFS", True),
+                                   ("loudness range", "lra_lu", "LU", False)):
+        lines.append(f"  {label:<16} {_level(b[key], unit, sign):>12} "
+                     f"{_level(a[key], unit, sign):>12}")
+    lines.append(f"  gain applied     {r['gain_db']:+.2f} dB")
+    gained = b["true_peak_dbtp"] + r["gain_db"]
+    if r["limiter"]:
+        lines.append(f"  limiter          used: the true peak would have been {gained:+.2f} "
+                     f"dBTP; {r['limited_samples']} samples reduced")
+    else:
+        lines.append(f"  limiter          not needed (true peak after the gain {gained:+.2f} "
+                     "dBTP)")
+    if a["integrated_lufs"] is not None and a["integrated_lufs"] < r["target_lufs"] - 0.1:
+        lines.append(f"  note: the limiting cost {r['target_lufs'] - a['integrated_lufs']:.1f} "
+                     "LU: the result is under the target (its peaks are far above its loudness)")
+    return lines
+
+
+def cmd_normalize(args) -> int:
+    import json
+
+    from .loudness import normalize
+    from .targets import PRESETS
+
+    if args.preset:
+        if args.true_peak is not None:
+            raise LivemixError(f"--true-peak goes with --target (preset {args.preset} sets "
+                               f"{PRESETS[args.preset][1]:+.0f} dBTP)")
+        target, ceiling = PRESETS[args.preset]
+    else:
+        target = args.target
+        ceiling = -1.0 if args.true_peak is None else args.true_peak
+    progress = _FileProgress(args.file)
+    try:
+        result = normalize(args.file, args.output, target, ceiling, in_place=args.in_place,
+                           force=args.force, progress=progress)
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print("\n".join(normalize_lines(result, args.preset)))
+    return 0
+
+
+def _default_ui() -> str:
+    return "tui" if sys.stdin.isatty() and sys.stdout.isatty() else "plain"
+
+
 def _live_options(p):
     p.add_argument("--backend", choices=("auto", "portaudio", "virtual"), default="auto",
                    help="auto: PortAudio when an output device exists, else virtual")
@@ -219,8 +409,11 @@ def _live_options(p):
                    help="record a take (default)")
     p.add_argument("--no-record", dest="record", action="store_false")
     p.add_argument("--takes-dir", metavar="DIR", help="where takes go (default: [record] dir)")
-    p.add_argument("--ui", choices=("plain", "none"), default="plain",
-                   help="plain: a status line per second; none: only the summary")
+    p.add_argument("--ui", choices=("tui", "plain", "none"), default=_default_ui(),
+                   help="tui: the live meter bridge (default on a terminal); plain: a status "
+                        "line per second (default otherwise); none: only the summary")
+    p.add_argument("--stats-json", metavar="FILE",
+                   help="append one JSON object of meters and health per second to FILE")
     p.add_argument("--midi", metavar="NAME", help="MIDI controller input (substring of its name)")
     p.add_argument("--midi-virtual", metavar="NAME",
                    help="create a virtual MIDI input port NAME for other programs to play into")
@@ -280,11 +473,39 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("file")
     rec.set_defaults(func=cmd_recover)
 
+    an = sub.add_parser("analyze", help="loudness, true peak and problem passages of a file")
+    an.add_argument("file", help="audio file (mono or stereo)")
+    an.add_argument("--json", action="store_true", help="print one JSON object")
+    an.add_argument("--ceiling", type=_number, default=-1.0, metavar="DBTP",
+                    help="report true-peak overs above this (default -1 dBTP)")
+    an.set_defaults(func=cmd_analyze)
+
+    from .targets import PRESETS
+    no = sub.add_parser("normalize", help="gain a file to a loudness target, true-peak "
+                        "limited only if needed")
+    no.add_argument("file", help="audio file (mono or stereo)")
+    no.add_argument("-o", "--output", metavar="OUT",
+                    help="output file (same format as the input; never the input itself)")
+    goal = no.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--preset", choices=tuple(PRESETS),
+                      help="; ".join(f"{k}: {t:g} LUFS / {c:g} dBTP"
+                                     for k, (t, c) in PRESETS.items()))
+    goal.add_argument("--target", type=_number, metavar="LUFS", help="integrated loudness")
+    no.add_argument("--true-peak", type=_number, metavar="DBTP",
+                    help="true-peak ceiling with --target (default -1)")
+    no.add_argument("--in-place", action="store_true",
+                    help="replace the input file (written beside it, then renamed)")
+    no.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    no.add_argument("--json", action="store_true", help="print one JSON object")
+    no.set_defaults(func=cmd_normalize)
+
     d = sub.add_parser("demo", help="generate the demo session and play it live")
     d.add_argument("--duration", type=_positive_float, metavar="SECONDS", default=None,
                    help="how long to play (default: the whole demo, 20 s)")
     _live_options(d)
     d.set_defaults(func=cmd_demo)
+    from .report import add_report_parser
+    add_report_parser(sub)
     return p
 
 

@@ -9,6 +9,7 @@ take, never the audio thread.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import threading
 import time
@@ -18,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .automation import drain as drain_automation
-from .dsp.layout import (A_LOST, DS_DEPTH, IO_RECORD, ST_REC_START, M_GAIN_DB, T_GAIN_DB, T_MUTE, T_PAN,
+from .dsp.layout import (EV_UNDERRUN, EV_XRUN, SN_CEIL, SN_M, SN_PEAK_L, SN_PEAK_R, SN_S,
+                         ST_LAST_PPM, STK_PEAK, STK_TP, A_LOST, DS_DEPTH, IO_RECORD, ST_REC_START, M_GAIN_DB, T_GAIN_DB, T_MUTE, T_PAN,
                          T_SOLO, K_FRAME, LOAD_BIN_PPM, S_EOF, S_UNDERRUNS, ST_CALLBACKS,
                          ST_FRAMES, ST_MAX_NS, ST_MAX_PPM, ST_REC_DROPPED, ST_SUM_PPM, ST_XRUNS,
                          EngineState, IoState)
@@ -27,10 +29,14 @@ from .params import PARAM_IDS, P_DUCK_DEPTH, P_MASTER_GAIN
 from .rt import shm
 from .rt.cycle import engine_cycle
 from .rt.rings import command_push
-from .rt.state import allocate, allocate_io
+from .rt.snapshot import drain_events, read_snapshot
+from .rt.state import allocate, allocate_io, master_meter
+from .dsp.meters import MS_M_MAX, MS_S_MAX, MS_SP, MS_TP, integrated_lufs, lra_lu, lufs
 from .sources.reader import ReaderProcess
 
 READER_PERIOD_S = 0.02
+LANE_HZ = 10                 # take report lanes: values per second
+REPORT_TIMEOUT_S = 300.0     # longest wait for a take's report at the end of a run
 SWITCH_INTERVAL_S = 0.0005   # GIL switch interval while live (see _start)
 
 
@@ -40,6 +46,14 @@ def warm_up(session, maxblock: int) -> None:
     io = allocate_io(session, record_s=0.1)
     out = np.zeros((maxblock, session.engine.channels), np.float32)
     engine_cycle(st, io, out, out, maxblock, 0)
+
+
+def _db(linear: float) -> float:
+    return 20.0 * math.log10(linear) if linear > 0.0 else -math.inf
+
+
+def _num(v) -> str:
+    return "-inf" if v is None else f"{v:.1f}"
 
 
 @dataclass
@@ -59,7 +73,8 @@ class Summary:
     take: str | None
     events: list = field(default_factory=list)
     stopped_reason: str | None = None
-
+    reports: list = field(default_factory=list)
+    loudness: dict | None = None      # the last take's figures
     def lines(self) -> list[str]:
         under = sum(self.underruns.values())
         out = [f"ran {self.duration_s:.2f} s ({self.frames} frames) on {self.backend}: "
@@ -72,6 +87,13 @@ class Summary:
                f"({self.callback_max_us:.0f} us)"]
         if self.take:
             out.append(f"take: {self.take}")
+        if self.loudness:
+            f = self.loudness
+            out.append(f"take loudness: integrated {_num(f['integrated_lufs'])} LUFS, "
+                       f"LRA {_num(f['lra_lu'])} LU, true peak {_num(f['true_peak_dbtp'])} dBTP, "
+                       f"max short-term {_num(f['short_term_max_lufs'])} LUFS")
+        for png in self.reports:
+            out.append(f"take report: {png}")
         if self.stopped_reason:
             out.append(f"recording stopped: {self.stopped_reason}")
         if self.dropped_frames:
@@ -86,7 +108,7 @@ class LiveEngine:
     def __init__(self, session, backend: str = "auto", device: str | None = None,
                  blocksize: int | None = None, samplerate: int | None = None,
                  client_name: str = "livemix", record: bool = True, takes_dir=None,
-                 say=print):
+                 say=print, report: bool = True):
         if samplerate:
             session = dataclasses.replace(
                 session, engine=dataclasses.replace(session.engine, samplerate=samplerate))
@@ -101,6 +123,10 @@ class LiveEngine:
         self.events: list[dict] = []
         self.automation: list[dict] = []   # every change the audio thread applied
         self.takes: list[str] = []          # finished takes, in order
+        self.report = report                # draw <take>.png after each take
+        self.take_loudness = None           # the last take's loudness figures
+        self.reports: list[str] = []        # the PNGs drawn
+        self._report_procs = []
         self._take_lock = threading.Lock()
         self._cmd_lock = threading.Lock()
         self._stop_readers = threading.Event()
@@ -210,9 +236,111 @@ class LiveEngine:
         self.backend.start()
 
     def _housekeeping(self) -> None:
-        """Move the audio thread's change log out of its ring (control thread)."""
+        """Move the audio thread's change log and events out of their rings, and sample
+        the ducking lanes for the take (control thread)."""
         while not self._stop_readers.wait(READER_PERIOD_S):
             self.automation.extend(drain_automation(self.st, self.session))
+            self._drain_events()
+            self._sample_lanes()
+
+    def _drain_events(self) -> None:
+        """Audio-thread events (xruns, underruns, the limiter starting) -> events, take."""
+        names = [t.name for t in self.session.tracks]
+        for frame, kind, value in drain_events(self.st):
+            if kind == EV_XRUN:
+                e = ("xrun", f"PortAudio status {int(value):#x}")
+            elif kind == EV_UNDERRUN:
+                e = ("underrun", f"{names[int(value)]}: its source did not keep up")
+            else:
+                e = ("ceiling", f"limiter reducing ({int(value)} samples in the first block)")
+            self.events.append({"frame": frame, "kind": e[0], "detail": e[1]})
+            rec = self.recorder
+            start = int(self.io.stats[ST_REC_START])
+            if rec is not None and rec.recording and frame >= start:
+                rec.note(e[0], e[1], frame - start)
+
+    def _sample_lanes(self) -> None:
+        """Ducking gain reduction at LANE_HZ for the take report (control thread)."""
+        rec = self.recorder
+        if rec is None or not rec.recording or len(self.session.ducking) == 0:
+            return
+        snap = read_snapshot(self.st)
+        step = self.session.engine.samplerate // LANE_HZ
+        start = int(self.io.stats[ST_REC_START])
+        bucket = (int(snap.frame) - start) // step
+        lanes = self._lanes
+        if lanes["frame0"] is None:
+            lanes["frame0"] = max(0, bucket) * step
+            lanes["_bucket"] = max(0, bucket)
+            lanes["_min"] = snap.rules.copy()
+        if bucket > lanes["_bucket"]:
+            for r, g in enumerate(lanes["_min"]):
+                lanes["duck_gr_db"][f"ducking[{r + 1}]"].append(round(_db(g), 2))
+            lanes["_bucket"] += 1
+            while lanes["_bucket"] < bucket:      # a gap: repeat the last value
+                for values in lanes["duck_gr_db"].values():
+                    values.append(values[-1])
+                lanes["_bucket"] += 1
+            lanes["_min"] = snap.rules.copy()
+        else:
+            lanes["_min"] = np.minimum(lanes["_min"], snap.rules)
+
+    def _reset_lanes(self) -> None:
+        self._lanes = {"rate_hz": LANE_HZ, "frame0": None, "_bucket": 0, "_min": None,
+                       "duck_gr_db": {f"ducking[{r + 1}]": []
+                                      for r in range(len(self.session.ducking))}}
+
+    def snapshot(self) -> dict:
+        """Meters and health for a UI (the contract in ``engine.ui``). Any control
+        thread; never blocks the audio thread (it reads the seqlocked snapshot the
+        audio thread publishes PUBLISH_HZ times a second)."""
+        st, io, s = self.st, self.io, self.session
+        snap = read_snapshot(st)
+        sr = s.engine.samplerate
+        tracks = []
+        for t, track in enumerate(s.tracks):
+            rules = st.track_rules[t, 1:1 + st.track_rules[t, 0]]
+            gr = min((snap.rules[r] for r in rules), default=1.0)
+            tracks.append({
+                "name": track.name, "gain_db": float(st.track_ctl[t, T_GAIN_DB]),
+                "pan": float(st.track_ctl[t, T_PAN]), "mute": bool(st.track_ctl[t, T_MUTE]),
+                "solo": bool(st.track_ctl[t, T_SOLO]),
+                "peak_dbfs": _db(snap.tracks[t, STK_PEAK]),
+                "tp_dbtp": _db(snap.tracks[t, STK_TP]), "duck_gr_db": _db(gr)})
+        m = master_meter(st)
+        target = s.master.target
+        master = {
+            "gain_db": float(st.master[M_GAIN_DB]),
+            "peak_dbfs": _db(max(snap.head[SN_PEAK_L], snap.head[SN_PEAK_R])),
+            "peak_l_dbfs": _db(snap.head[SN_PEAK_L]), "peak_r_dbfs": _db(snap.head[SN_PEAK_R]),
+            "true_peak_dbtp": _db(m.state[MS_TP]), "sample_peak_max_dbfs": _db(m.state[MS_SP]),
+            "momentary_lufs": lufs(snap.head[SN_M]), "short_term_lufs": lufs(snap.head[SN_S]),
+            "integrated_lufs": integrated_lufs(m), "lra_lu": lra_lu(m),
+            "momentary_max_lufs": lufs(m.state[MS_M_MAX]),
+            "short_term_max_lufs": lufs(m.state[MS_S_MAX]),
+            "ceiling_db": s.master.ceiling_db, "ceiling_mode": s.master.ceiling_mode,
+            "ceiling_hits": int(snap.head[SN_CEIL]),
+            "target": None if target is None else {
+                "name": target.name, "lufs": target.lufs,
+                "true_peak_dbtp": target.true_peak_dbtp}}
+        stats = io.stats
+        rec = self.recorder
+        recording = bool(io.io_cfg[IO_RECORD]) and rec is not None
+        info = getattr(self.backend, "info", {}) or {}
+        latency = info.get("latency_s", getattr(self.backend, "latency_s", None))
+        engine = {
+            "backend": self.backend.name if self.backend else "none",
+            "device": info.get("device", getattr(self.backend, "device", None)) or "?",
+            "load": int(stats[ST_LAST_PPM]) / 1e6, "load_max": int(stats[ST_MAX_PPM]) / 1e6,
+            "xruns": int(stats[ST_XRUNS]), "dropped_frames": int(stats[ST_REC_DROPPED]),
+            "underruns": int(st.src_pos[:, S_UNDERRUNS].sum()),
+            "latency_ms": None if latency is None else float(latency) * 1000.0,
+            "recording": recording, "take": rec.take if recording else None,
+            "take_s": rec.frames / sr if recording else 0.0,
+            "take_bytes": rec.bytes_written if recording else 0,
+            "device_lost": bool(getattr(self.backend, "device_lost", False))}
+        return {"time_s": int(stats[ST_FRAMES]) / sr, "frame": int(snap.frame),
+                "tracks": tracks, "master": master, "engine": engine, "controller": None}
 
     def _reader_event(self, kind: str, detail: str) -> None:
         if kind == "notice":
@@ -223,7 +351,7 @@ class LiveEngine:
         frame = int(self.st.clock[K_FRAME]) if hasattr(self, "st") else 0
         self.events.append({"frame": frame, "kind": kind, "detail": detail})
         if kind in ("device_lost", "device_back", "disk_low", "recording_stopped",
-                    "source_error"):
+                    "source_error", "compiling"):
             self.say(f"livemix: {kind.replace('_', ' ')}: {detail}")
 
     def _gap(self, frames: int, ring_frame: int) -> None:
@@ -300,20 +428,52 @@ class LiveEngine:
                             subtype=s.record.subtype, stems=s.record.stems,
                             on_event=self._event)
         recorder.start()                     # raises a one-line LivemixError if it cannot
+        self._reset_lanes()
         self.recorder = recorder
 
     def _finish_take(self):
         """Stop the current take with its sidecar complete; returns its TakeResult."""
         self.automation.extend(drain_automation(self.st, self.session))
+        self._drain_events()
         extra = self._sidecar_extra()
+        extra["lanes"] = {k: v for k, v in self._lanes.items() if not k.startswith("_")}
+        target = self.session.master.target
+        extra["target"] = None if target is None else dataclasses.asdict(target)
         start = int(self.io.stats[ST_REC_START])
         extra["start_frame"] = start     # session frame of the take's first frame
         self.recorder.sidecar_extra.update(extra)
         result = self.recorder.stop()
+        self.take_loudness = self.recorder.loudness()
         self.recorder = None
         if result.paths:
             self.takes.append(str(result.paths[0]))
+            if result.frames > 0 and result.sidecar is not None and self.report:
+                self._start_report(result.sidecar)
         return result
+
+    def _start_report(self, sidecar) -> None:
+        """Draw <take>.png in a child process (matplotlib stays out of this one)."""
+        import subprocess
+        proc = subprocess.Popen([sys.executable, "-m", "engine.report", str(sidecar)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._report_procs.append(proc)
+
+    def _wait_reports(self) -> None:
+        """Wait for the take reports still being drawn; note each PNG or failure."""
+        import subprocess
+        for proc in self._report_procs:
+            try:
+                out, err = proc.communicate(timeout=REPORT_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+                err = f"took longer than {REPORT_TIMEOUT_S:.0f} s"
+            if proc.returncode == 0 and out.strip():
+                self.reports.append(out.strip())
+            else:
+                self.say(f"livemix: take report not written: "
+                         f"{(err or '').strip().splitlines()[-1:] or ['?']}"[:300])
+        self._report_procs = []
 
     def toggle_record(self) -> bool:
         """Start a new take, or finish the one running (the UI's `r`, a controller's
@@ -343,6 +503,7 @@ class LiveEngine:
                 reason = result.stopped_reason
             elif self.takes:
                 take = self.takes[-1]
+        self._wait_reports()
         summary = self._summary(take, reason)
         self.backend = None
         self.recorder = None
@@ -366,6 +527,7 @@ class LiveEngine:
             "engine_events": list(self.events),
             "automation": list(self.automation),
             "automation_lost": int(self.st.auto_idx[A_LOST]),
+            "events_lost": int(self.st.ev_idx[2]),
         }
 
     def _summary(self, take, reason) -> Summary:
@@ -385,4 +547,5 @@ class LiveEngine:
             latency_s=float(h["latency_s"] or 0.0),
             backend=h["backend"] or "none",
             device=h["device"] or "?",
-            take=take, events=list(self.events), stopped_reason=reason)
+            take=take, events=list(self.events), stopped_reason=reason,
+            reports=list(self.reports), loudness=self.take_loudness)

@@ -65,6 +65,7 @@ import soundfile as sf
 from .dsp.layout import (IO_OUTCH, IO_RECORD, IO_STEMS, RI_DROP_R, RI_DROP_W, RI_READ,
                          RI_WRITE, ST_CALLBACKS, ST_FRAMES, ST_LAST_NOW, ST_REC_DROPPED,
                          ST_XRUNS)
+from .dsp.meters import MC_NCH, loudness_figures, meter_feed, new_meter, tp_flush
 from .errors import LivemixError
 
 # Data bytes one WAV file may hold: RIFF sizes are unsigned 32-bit and include the
@@ -251,6 +252,27 @@ class Recorder:
                                                       2, label))
         self._frame_bytes = [s.channels * bps for s in self._streams]
         self._bytes_per_s = self.samplerate * sum(self._frame_bytes)
+        # the take's loudness, measured on exactly the frames written (writer thread)
+        self.meter = new_meter(self.samplerate, min(self.channels, 2), CHUNK)
+        self._mbuf = np.zeros((2, CHUNK), np.float32)
+        meter_feed(self.meter, self._mbuf, 0, 0)   # compiled (or loaded) now, not mid-take
+        tp_flush(self.meter)                       # (on silence: changes no figure)
+
+    @property
+    def bytes_written(self) -> int:
+        """Audio bytes written so far (all files, headers aside). Any thread."""
+        return self.frames * sum(self._frame_bytes)
+
+    def note(self, kind: str, detail: str, frame: int) -> None:
+        """Add an engine event (xrun, underrun, ceiling) at take frame ``frame``
+        to the sidecar's events. Control thread."""
+        with self._lock:
+            self.events.append({"frame": int(frame), "kind": kind, "detail": detail})
+            self._sidecar_dirty = True
+
+    def loudness(self) -> dict:
+        """The take's loudness so far (the `loudness` contract of ``analyze``), JSON-safe."""
+        return loudness_figures(self.meter)
 
     @staticmethod
     def _new_stream(kind, track, row, channels, label=None) -> _Stream:
@@ -327,6 +349,7 @@ class Recorder:
                 except _WriteFailed as e:
                     self._fail(e.message)
             self._close_files()
+            tp_flush(self.meter)
             self._count_unlogged_drops()
             if self.format == "flac":
                 self._transcode()
@@ -475,9 +498,19 @@ class Recorder:
                 except Exception as e:
                     raise _WriteFailed(self._write_error(s.parts[-1]["path"], e)) from None
                 s.parts[-1]["frames"] += k
+                if s.kind == "master":
+                    self._measure(data)
             self._part_frames += k
             self.frames += k
             off += k
+
+    def _measure(self, data: np.ndarray) -> None:
+        """Feed written master frames (frames x channels) to the take's meter."""
+        k = len(data)
+        m = self._mbuf
+        for c in range(self.meter.cfg[MC_NCH]):
+            m[c, :k] = data[:, c]
+        meter_feed(self.meter, m, 0, k)
 
     def _silence(self, frames: int) -> None:
         while frames > 0:
@@ -655,7 +688,8 @@ class Recorder:
             "start_time": self._start_time.isoformat(timespec="milliseconds"),
             "end_time": (self._end_time.isoformat(timespec="milliseconds")
                          if self._end_time else None),
-            "events": [dict(e) for e in self.events],
+            "events": sorted((dict(e) for e in self.events), key=lambda e: e["frame"]),
+            "loudness": self.loudness(),
             "files": files,
             "stopped_reason": self.stopped_reason,
         }

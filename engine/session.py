@@ -23,6 +23,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from .errors import SessionError
 from .params import MAX_GAIN_DB
+from .targets import PRESETS, Target, target as preset_target
 
 SAMPLERATES = (22050, 24000, 32000, 44100, 48000, 88200, 96000, 176400, 192000)
 MAX_BLOCKSIZE = 8192
@@ -65,7 +66,9 @@ class DuckRule:
 @dataclass(frozen=True)
 class Master:
     gain_db: float = 0.0
-    ceiling_db: float = -1.0      # dBFS sample peak the output never exceeds
+    ceiling_db: float = -1.0      # dBFS (sample peak) or dBTP (true peak) the output never exceeds
+    ceiling_mode: str = "sample-peak"   # or "true-peak" (the default with a target)
+    target: Target | None = None  # delivery target shown live on the meter bridge
 
 
 RECORD_FORMATS = ("wav", "w64", "rf64", "flac")
@@ -213,7 +216,8 @@ _TOP = ("engine", "tracks", "ducking", "master", "record", "controller")
 _ENGINE = ("samplerate", "blocksize", "channels")
 _TRACK = ("name", "file", "input", "gain_db", "pan", "mute", "solo", "loop", "offset_s")
 _DUCK = ("key", "targets", "threshold_db", "depth_db", "attack_ms", "hold_ms", "release_ms")
-_MASTER = ("gain_db", "ceiling_db")
+_MASTER = ("gain_db", "ceiling_db", "ceiling_mode", "target")
+CEILING_MODES = ("sample-peak", "true-peak")
 _RECORD = ("dir", "format", "subtype", "stems")
 _CONTROLLER = ("port", "virtual", "mapping", "api")
 
@@ -341,11 +345,26 @@ def parse_session(data: dict, path: Path, text: str = "", check_files: bool = Tr
 
     m = data.get("master", {})
     _check_keys(where, "master", None, m, _MASTER)
+    target = None
+    if "target" in m:
+        name = _string(where, "master", None, "target", m["target"]).lower()
+        if name not in PRESETS:
+            raise where.error("master", None, "target",
+                              f"{name!r}: use one of {', '.join(PRESETS)}")
+        target = preset_target(name)
+    mode = _string(where, "master", None, "ceiling_mode",
+                   m.get("ceiling_mode", "true-peak" if target else "sample-peak")).lower()
+    if mode not in CEILING_MODES:
+        raise where.error("master", None, "ceiling_mode",
+                          f"{mode!r}: use one of {', '.join(CEILING_MODES)}")
     master = Master(
         gain_db=float(_number(where, "master", None, "gain_db", m.get("gain_db", 0.0),
                               lo=-math.inf, hi=MAX_GAIN_DB, allow_neg_inf=True)),
-        ceiling_db=float(_number(where, "master", None, "ceiling_db", m.get("ceiling_db", -1.0),
+        ceiling_db=float(_number(where, "master", None, "ceiling_db",
+                                 m.get("ceiling_db", target.true_peak_dbtp if target else -1.0),
                                  -60.0, 0.0)),
+        ceiling_mode=mode,
+        target=target,
     )
     r = data.get("record", {})
     _check_keys(where, "record", None, r, _RECORD)

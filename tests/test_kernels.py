@@ -227,7 +227,7 @@ def test_limiter_matches_reference_any_segmentation():
             b = min(n, a + seg)
             pk = float(np.abs(buf[:, a:b]).max())
             limit_segment(buf, a, b, pk, c, rel, window, delay, dq_val, dq_idx, box,
-                          fst, ist)
+                          fst, ist, None, c)
         y = buf.T.astype(np.float64)
         assert np.abs(y).max() <= c
         assert np.abs(y - expected).max() < TOL_SAMPLE, seg

@@ -27,6 +27,8 @@ from ..errors import LivemixError
 STALL_S = 0.4            # no callback for this long: the device is gone
 RESPAWN_EVERY_S = 0.05   # pause between attempts while the device is gone (each
                          # attempt's child is already warm: it only starts PortAudio)
+COMPILE_NOTICE_S = 3.0   # a child not warm by then is compiling: say so
+COMPILE_TIMEOUT_S = 600.0
 START_TIMEOUT_S = 10.0   # first callback after spawning (includes loading the numba cache)
 
 
@@ -174,8 +176,16 @@ class PortAudioBackend:
         return proc, parent
 
     def _go(self, proc, conn, timeout):
-        """Wait for a child to be warm, let it open the stream; (kind, detail)."""
-        kind, detail = self._wait_ready(proc, conn, timeout)
+        """Wait for a child to be warm, let it open the stream; (kind, detail).
+
+        Warming up loads the compiled callback from numba's cache; after an
+        install or an update it compiles it first, which can take a minute:
+        that wait has its own, long, limit and is announced."""
+        kind, detail = self._wait_ready(proc, conn, min(timeout, COMPILE_NOTICE_S))
+        if kind == "timeout":
+            self.on_event("compiling", "compiling the audio callback (once after an install "
+                          "or update; up to a minute or two)")
+            kind, detail = self._wait_ready(proc, conn, COMPILE_TIMEOUT_S)
         if kind != "warm":
             return kind, detail
         conn.send("go")

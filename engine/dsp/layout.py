@@ -46,6 +46,20 @@ EngineState = namedtuple(
         "peak_hold",    # float64 (2,)              master peak per channel since start (linear)
         "auto_ring",    # float64 (AUTOCAP, 4)      applied changes: frame, param, target, value
         "auto_idx",     # int64 (3,)                [write, read, lost] counters
+        # the master meter (the output after the limiter): a dsp.meters.Meter, field by field
+        "m_cfg", "m_kw", "m_state", "m_sub", "m_hist", "m_tp_coef", "m_tp_work", "m_tp_acc",
+        "m_tp_det", "m_series", "m_series_idx",
+        "lt_tp_work",   # float32 (2, TP_TAPS + MAXBLOCK) true-peak limiter: detector history
+        "track_tp_work",  # float32 (T, 2, TP_TAPS + MAXBLOCK) per-track true peak history
+        "track_mstate",   # float64 (T, N_MSTATE)   per-track meter state (true peak slots)
+        "snap",         # float64 (N_SNAP,)         published snapshot: master (seqlock in SN_SEQ)
+        "snap_track",   # float64 (T, N_SNT)        published snapshot: tracks
+        "snap_rule",    # float64 (R,)              published snapshot: ducking gain, linear (min)
+        "acc_track",    # float64 (T,)              post-fader peak since the last publish
+        "acc_rule",     # float64 (R,)              lowest ducking gain since the last publish
+        "ev_ring",      # float64 (EVCAP, 3)        events: frame, kind, value
+        "ev_idx",       # int64 (3,)                [write, read, lost]
+        "ev_prev",      # int64 (T + 1, 2)          per track (and ceiling): [count seen, frame logged]
     ],
 )
 
@@ -60,7 +74,8 @@ C_OUTCH = 6         # output channels (1 or 2)
 C_RING = 7          # source ring length, frames (power of two)
 C_CMDCAP = 8        # command ring capacity (power of two)
 C_MINHOLD = 9       # shortest ducking hold, samples
-N_CFG = 10
+C_PUBLISH = 10      # snapshot interval, samples
+N_CFG = 11
 
 # clock
 K_FRAME = 0         # session frame at the start of the next block
@@ -70,6 +85,7 @@ K_CEIL = 3          # samples the limiter had to reduce
 K_CMD_LATE = 4      # commands applied later than their frame
 K_CMD_APPLIED = 5
 K_CMD_INVALID = 6   # commands naming a param or target that does not exist
+K_NEXT_PUB = 7      # session frame of the next snapshot
 N_CLOCK = 8
 
 # track_ctl
@@ -114,12 +130,16 @@ M_RAMP = 0          # 3 slots: ramp start, target, pos
 M_GAIN_DB = 3
 M_CEILING = 4       # ceiling, linear (largest float32 not above ceiling_db)
 M_RELEASE = 5       # limiter release coefficient per sample
-N_MASTER = 6
+M_TRUE_PEAK = 6     # 1.0: the ceiling holds the true peak (4x oversampled), 0.0: sample peak
+M_DETECT = 7        # level the limiter's detector holds the signal under, linear
+M_ACC = 8           # 2 slots: output sample peak L, R since the last snapshot (linear)
+N_MASTER = 10
 
 # limiter state
 L_ENV = 0
 L_BOXSUM = 1
-N_LIM = 2
+L_DET_PREV = 2      # true-peak mode: the detector's previous value
+N_LIM = 3
 LI_N = 0            # samples processed
 LI_DQ_HEAD = 1
 LI_DQ_COUNT = 2
@@ -127,6 +147,29 @@ LI_BOX_POS = 3
 LI_BOX_BELOW = 4    # entries < 1 in the smoothing window
 LI_DELAY_BASE = 5   # where the pending delayed samples start in lim_delay
 N_LIMI = 6
+
+# snapshot (audio thread -> UI), published every C_PUBLISH samples under a seqlock:
+# SN_SEQ is odd while the audio thread writes; a reader copies, then checks it is unchanged
+SN_SEQ = 0
+SN_FRAME = 1        # session frame at the end of the published interval
+SN_PEAK_L = 2       # master sample peak over the interval (linear)
+SN_PEAK_R = 3
+SN_M = 4            # momentary energy (see dsp.meters.lufs)
+SN_S = 5            # short-term energy
+SN_CEIL = 6         # samples the limiter has reduced (K_CEIL)
+N_SNAP = 8
+STK_PEAK = 0        # track post-fader sample peak over the interval, L/R (linear)
+STK_TP = 1          # track source (pre-fader) true peak since the start (linear)
+N_SNT = 2
+
+# events (audio thread -> control thread)
+EV_XRUN = 1         # value: PortAudio status flags
+EV_UNDERRUN = 2     # value: track index
+EV_CEILING = 3      # value: samples reduced in the block (the limiter started working)
+EV_QUIET_S = 0.5    # an underrun or ceiling event is logged again only after this long without
+EV_FRAME = 0
+EV_KIND = 1
+EV_VALUE = 2
 
 # automation log (audio thread -> control thread)
 A_WRITE = 0

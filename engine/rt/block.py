@@ -11,7 +11,11 @@ Order of work for a block:
   2. split the block at the frames of due commands; per segment:
      ducking rules (key sum -> envelope), tracks (gain, pan, duck -> bus),
      master gain, limiter
-  3. meters, output (NaN/Inf scrubbed, downmix for mono), counters
+  3. meters (the master's loudness and true peak, each track's source true
+     peak), events (underruns, the limiter starting to work), a snapshot for
+     the UI every C_PUBLISH frames, output (downmix for mono), counters
+In true-peak mode the limiter's detector is the 4x-oversampled signal
+(``dsp.meters.tp_scan_delay``), which delays the master TP_HALF samples more.
 """
 import math
 
@@ -25,8 +29,12 @@ from ..dsp.layout import (A_LOST, A_READ, A_WRITE, C_LOOKAHEAD, C_MAXBLOCK, C_MI
                           DS_STEADY, K_BLOCKS, K_CEIL, K_CMD_APPLIED, K_CMD_INVALID,
                           K_CMD_LATE, K_FRAME, K_NAN, M_CEILING, M_GAIN_DB, M_RAMP, M_RELEASE,
                           Q_READ, Q_WRITE, R_GAIN, R_PAN_L, R_PAN_R, T_GAIN_DB, T_MUTE, T_PAN,
-                          T_SOLO)
+                          T_SOLO, C_PUBLISH, C_SR, EV_CEILING, EV_FRAME, EV_KIND, EV_QUIET_S,
+                          EV_UNDERRUN, EV_VALUE, K_NEXT_PUB, M_ACC, M_DETECT, M_TRUE_PEAK,
+                          S_UNDERRUNS, SN_CEIL, SN_FRAME, SN_M, SN_PEAK_L, SN_PEAK_R, SN_S,
+                          SN_SEQ, STK_PEAK, STK_TP)
 from ..dsp.limiter import limit_segment
+from ..dsp.meters import MS_M, MS_S, MS_TP, Meter, meter_feed, tp_max, tp_scan_delay
 from ..dsp.mix import add_key, gain_stage, mix_track
 from ..dsp.smoothing import ramp_to
 from ..dsp.vec import fill, peak, peak_sumsq
@@ -166,10 +174,90 @@ def _segment(st, a, b):
                     bus[c, i] = np.float32(0.0)
                     st.clock[K_NAN] += 1
         pk = max(peak(bus[0], a, b), peak(bus[1], a, b))
-    st.clock[K_CEIL] += limit_segment(bus, a, b, pk, st.master[M_CEILING],
-                                      st.master[M_RELEASE], cfg[C_LOOKAHEAD], st.lim_delay,
-                                      st.lim_dq_val, st.lim_dq_idx, st.lim_box, st.lim_state,
-                                      st.lim_istate)
+    if st.master[M_TRUE_PEAK] != 0.0:
+        pk = tp_scan_delay(_limiter_detector(st), bus, a, b)
+        st.clock[K_CEIL] += limit_segment(bus, a, b, pk, st.master[M_CEILING],
+                                          st.master[M_RELEASE], cfg[C_LOOKAHEAD], st.lim_delay,
+                                          st.lim_dq_val, st.lim_dq_idx, st.lim_box,
+                                          st.lim_state, st.lim_istate, st.m_tp_det,
+                                          st.master[M_DETECT])
+    else:
+        st.clock[K_CEIL] += limit_segment(bus, a, b, pk, st.master[M_CEILING],
+                                          st.master[M_RELEASE], cfg[C_LOOKAHEAD], st.lim_delay,
+                                          st.lim_dq_val, st.lim_dq_idx, st.lim_box,
+                                          st.lim_state, st.lim_istate, None,
+                                          st.master[M_CEILING])
+
+
+@rt_kernel
+def _limiter_detector(st):
+    """The true-peak limiter's detector: the master meter's filter, its own history."""
+    return Meter(st.m_cfg, st.m_kw, st.m_state, st.m_sub, st.m_hist, st.m_tp_coef,
+                 st.lt_tp_work, st.m_tp_acc, st.m_tp_det, st.m_series, st.m_series_idx)
+
+
+@rt_kernel
+def _master_meter(st):
+    return Meter(st.m_cfg, st.m_kw, st.m_state, st.m_sub, st.m_hist, st.m_tp_coef,
+                 st.m_tp_work, st.m_tp_acc, st.m_tp_det, st.m_series, st.m_series_idx)
+
+
+@rt_kernel
+def _track_meter(st, t):
+    """Track t's true-peak meter: the master's filter, the track's history and state."""
+    return Meter(st.m_cfg, st.m_kw, st.track_mstate[t], st.m_sub, st.m_hist, st.m_tp_coef,
+                 st.track_tp_work[t], st.m_tp_acc, st.m_tp_det, st.m_series, st.m_series_idx)
+
+
+@rt_kernel
+def event_push(st, frame, kind, value):
+    """Log an event for the control thread (xrun, underrun, ceiling). Audio thread."""
+    ring = st.ev_ring
+    cap = ring.shape[0]
+    w = st.ev_idx[0]
+    if w - st.ev_idx[1] >= cap:
+        st.ev_idx[2] += 1
+        return
+    row = ring[w & (cap - 1)]
+    row[EV_FRAME] = frame
+    row[EV_KIND] = kind
+    row[EV_VALUE] = value
+    st.ev_idx[0] = w + 1   # publish after the data
+
+
+@rt_kernel
+def _note(st, slot, count, frame, kind, value):
+    """Log an event when ``count`` moved and nothing was logged for EV_QUIET_S."""
+    prev = st.ev_prev[slot]
+    if count == prev[0]:
+        return
+    prev[0] = count
+    if frame - prev[1] > EV_QUIET_S * st.cfg[C_SR]:
+        event_push(st, frame, kind, value)
+    prev[1] = frame
+
+
+@rt_kernel
+def _publish(st, frame):
+    """Write the snapshot (seqlock) and restart the interval's peaks."""
+    snap = st.snap
+    snap[SN_SEQ] += 1.0                       # odd: being written
+    snap[SN_FRAME] = frame
+    snap[SN_PEAK_L] = st.master[M_ACC]
+    snap[SN_PEAK_R] = st.master[M_ACC + 1]
+    snap[SN_M] = st.m_state[MS_M]
+    snap[SN_S] = st.m_state[MS_S]
+    snap[SN_CEIL] = st.clock[K_CEIL]
+    for t in range(st.cfg[C_NTRACKS]):
+        st.snap_track[t, STK_PEAK] = st.acc_track[t]
+        st.snap_track[t, STK_TP] = st.track_mstate[t, MS_TP]
+        st.acc_track[t] = 0.0
+    for r in range(st.cfg[C_NRULES]):
+        st.snap_rule[r] = st.acc_rule[r]
+        st.acc_rule[r] = 1.0
+    st.master[M_ACC] = 0.0
+    st.master[M_ACC + 1] = 0.0
+    snap[SN_SEQ] += 1.0                       # even: complete
 
 
 @rt_kernel
@@ -178,8 +266,11 @@ def _chunk(st, out, n):
     ntracks = cfg[C_NTRACKS]
     nrules = cfg[C_NRULES]
     pos = st.clock[K_FRAME]
+    ceil0 = st.clock[K_CEIL]
     for t in range(ntracks):
         ring_pull(st.src_ring[t], st.src_pos[t], st.tbuf[t], n)
+        _note(st, t, st.src_pos[t, S_UNDERRUNS], pos, EV_UNDERRUN, t)
+        tp_max(_track_meter(st, t), st.tbuf[t], 0, n)
         st.track_meter[t, 0] = 0.0
         st.track_meter[t, 1] = 0.0
     fill(st.mixbuf[0], 0, n, 0.0)
@@ -210,14 +301,23 @@ def _chunk(st, out, n):
     for t in range(ntracks):
         m = st.track_meter[t]
         m[1] = math.sqrt(m[1] / (2 * n))
+        st.acc_track[t] = max(st.acc_track[t], m[0])
     for r in range(nrules):
-        st.rule_meter[r] = lin_to_db(st.rule_state[r, DS_GAIN])
+        g = st.rule_state[r, DS_GAIN]
+        st.rule_meter[r] = lin_to_db(g)
+        st.acc_rule[r] = min(st.acc_rule[r], g)
     for c in range(2):
         pk, ss = peak_sumsq(st.mixbuf[c], 0, n)
         st.master_meter[c, 0] = pk
         st.master_meter[c, 1] = math.sqrt(ss / n)
         if pk > st.peak_hold[c]:
             st.peak_hold[c] = pk
+        st.master[M_ACC + c] = max(st.master[M_ACC + c], pk)
+    meter_feed(_master_meter(st), st.mixbuf, 0, n)
+    _note(st, ntracks, st.clock[K_CEIL], pos, EV_CEILING, st.clock[K_CEIL] - ceil0)
+    if pos + n >= st.clock[K_NEXT_PUB]:
+        _publish(st, pos + n)
+        st.clock[K_NEXT_PUB] = max(st.clock[K_NEXT_PUB], pos + n) + cfg[C_PUBLISH]
     if cfg[C_OUTCH] == 1:
         for i in range(n):
             out[i, 0] = np.float32(0.5) * (st.mixbuf[0, i] + st.mixbuf[1, i])

@@ -12,14 +12,14 @@ from ..dsp.layout import (C_MAXBLOCK, C_NTRACKS, C_SR, FREEWHEEL_END, FREEWHEEL_
                           FREEWHEEL_WAIT_NS, ST_SLOW_RUN, IO_INCH,
                           IO_OUTCH, IO_RECORD, IO_STEMS, S_EOF, S_READ, ST_FAST_RUN,
                           ST_FREEWHEEL, ST_FREEWHEEL_WAITS, ST_PREV_START, ST_REC_ON,
-                          ST_REC_START, K_FRAME,
+                          ST_REC_START, K_FRAME, EV_XRUN,
                           LOAD_BIN_PPM, LOAD_BINS, PA_INPUT_OVERFLOW, PA_INPUT_UNDERFLOW,
                           PA_OUTPUT_OVERFLOW, PA_OUTPUT_UNDERFLOW, RI_DROP_R,
                           RI_DROP_W, RI_READ, RI_WRITE, S_WRITE, ST_CALLBACKS, ST_FRAMES,
                           ST_IN_OVERFLOW, ST_IN_UNDERFLOW, ST_LAST_NOW, ST_LAST_NS, ST_LAST_PPM,
                           ST_MAX_NS, ST_MAX_PPM, ST_OUT_OVERFLOW, ST_OUT_UNDERFLOW, ST_REC_DROPPED,
                           ST_SUM_NS, ST_SUM_PPM, ST_XRUNS)
-from .block import process_block
+from .block import event_push, process_block
 from .clock import now_ns, sleep_us
 
 
@@ -127,6 +127,7 @@ def engine_cycle(st, io, inp, out, frames, status):
     if status & (PA_INPUT_UNDERFLOW | PA_INPUT_OVERFLOW | PA_OUTPUT_UNDERFLOW
                  | PA_OUTPUT_OVERFLOW):
         stats[ST_XRUNS] += 1
+        event_push(st, st.clock[K_FRAME], EV_XRUN, status)
         if status & PA_INPUT_UNDERFLOW:
             stats[ST_IN_UNDERFLOW] += 1
         if status & PA_INPUT_OVERFLOW:

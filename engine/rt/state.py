@@ -11,13 +11,16 @@ import math
 
 import numpy as np
 
-from ..dsp.layout import (C_CMDCAP, C_LOOKAHEAD, C_MAXBLOCK, C_MINHOLD, C_NRULES, C_NTRACKS,
+from ..dsp.layout import (C_PUBLISH, K_NEXT_PUB, M_DETECT, M_TRUE_PEAK, N_SNAP, N_SNT,
+                          C_CMDCAP, C_LOOKAHEAD, C_MAXBLOCK, C_MINHOLD, C_NRULES, C_NTRACKS,
                           C_OUTCH, C_RAMP, C_RING, C_SR, D_ATTACK_INC, D_HOLD, D_RELEASE_INC,
                           D_THRESHOLD, DS_DEPTH, DS_GAIN, DS_STEADY, L_BOXSUM, L_ENV, M_CEILING,
                           M_GAIN_DB, M_RAMP, M_RELEASE, N_CFG, N_CLOCK, N_LIM, N_LIMI, N_MASTER,
                           N_RCFG, N_RSTATE, N_SPOS, N_TCTL, R_GAIN, R_PAN_L, R_PAN_R, S_EOF,
                           T_GAIN_DB, T_MUTE, T_PAN, T_SOLO, EngineState)
+from ..dsp.meters import (MS_TP_GAIN, N_MSTATE, TP_TAPS, Meter, init_meter, meter_shapes)
 from ..dsp.smoothing import ramp_jump
+from ..dsp.limiter import TP_MARGIN_DB
 from ..params import db_to_lin, pan_gains
 
 RAMP_S = 0.010            # gain / pan / mute / depth smoothing, seconds
@@ -27,6 +30,8 @@ MIN_HOLD_S = 0.020        # shortest ducking hold, seconds
 READ_AHEAD_S = 2.5        # source ring length (rounded up to a power of two)
 CMD_CAPACITY = 4096       # queued parameter changes
 AUTOMATION_CAPACITY = 16384  # applied changes awaiting the control thread
+EVENT_CAPACITY = 4096     # xrun / underrun / ceiling events awaiting the control thread
+PUBLISH_HZ = 30           # meter snapshots per second
 
 
 def _pow2(n: int) -> int:
@@ -92,6 +97,18 @@ def allocate(session, maxblock: int | None = None, ring_frames: int | None = Non
         "peak_hold": ((2,), np.float64),
         "auto_ring": ((AUTOMATION_CAPACITY, 4), np.float64),
         "auto_idx": ((3,), np.int64),
+        **meter_shapes(sr, maxblock),
+        "lt_tp_work": ((2, TP_TAPS + maxblock), np.float32),
+        "track_tp_work": ((ntracks, 2, TP_TAPS + maxblock), np.float32),
+        "track_mstate": ((ntracks, N_MSTATE), np.float64),
+        "snap": ((N_SNAP,), np.float64),
+        "snap_track": ((ntracks, N_SNT), np.float64),
+        "snap_rule": ((nrules,), np.float64),
+        "acc_track": ((ntracks,), np.float64),
+        "acc_rule": ((nrules,), np.float64),
+        "ev_ring": ((EVENT_CAPACITY, 3), np.float64),
+        "ev_idx": ((3,), np.int64),
+        "ev_prev": ((ntracks + 1, 2), np.int64),
     }
     st = EngineState(**{name: alloc(name, shape, dtype)
                         for name, (shape, dtype) in shapes.items()})
@@ -154,6 +171,22 @@ def _initialise(st: EngineState, session, maxblock: int, ring: int, window: int)
     st.lim_box[:] = 1.0
     st.tduck[:] = 1.0
     st.rule_meter[:] = 0.0
+    m = master_meter(st)
+    init_meter(m, sr, 2)
+    st.master[M_TRUE_PEAK] = 1.0 if session.master.ceiling_mode == "true-peak" else 0.0
+    st.master[M_DETECT] = (float32_ceiling(session.master.ceiling_db - TP_MARGIN_DB)
+                           if session.master.ceiling_mode == "true-peak" else st.master[M_CEILING])
+    cfg[C_PUBLISH] = max(1, round(sr / PUBLISH_HZ))
+    st.clock[K_NEXT_PUB] = cfg[C_PUBLISH]
+    st.track_mstate[:, MS_TP_GAIN] = m.state[MS_TP_GAIN]
+    st.acc_rule[:] = 1.0
+    st.snap_rule[:] = 1.0
+    st.ev_prev[:, 1] = -(1 << 62)
+
+
+def master_meter(st: EngineState) -> Meter:
+    """The master meter's arrays in ``st`` as a ``Meter`` (a view, no copy)."""
+    return Meter(*[getattr(st, "m_" + f) for f in Meter._fields])
 
 
 RECORD_RING_S = 10.5      # recording ring, seconds (rounded up to a power of two)
