@@ -5,9 +5,10 @@ times over), at one block size:
 
 - ``block_us``: ``run_blocks`` per block, meters included (what the audio
   thread pays);
-- ``meters_us``: the same meter kernels alone, per block, on the same
-  signals (the mixed output for the master's loudness and true peak, each
-  track's source for its true peak), driven by a jitted loop;
+- ``meters_us``: the same meter kernel alone, per block, on the same
+  signal (the mixed output: the master's loudness and true peak), driven by
+  a jitted loop (each track's source true peak is measured by the reader
+  process as it decodes, not in the block);
 - ``mix_us`` = block - meters, and ``meters_vs_mix`` their ratio (target < 0.15);
 - ``true_peak_ceiling``: ``run_blocks`` with ``ceiling_mode = "true-peak"``
   against ``"sample-peak"`` (the oversampled detector in the limiter).
@@ -20,17 +21,21 @@ import time
 import numpy as np
 from numba import njit
 
-from engine.dsp.meters import meter_feed, tp_max
-from engine.rt.block import _master_meter, _track_meter, run_blocks
+from engine.dsp.meters import meter_feed
+from engine.rt.block import _master_meter, run_blocks
 from engine.rt.state import allocate
 
 WIDEN = 4        # copies of the reference session's tracks (8 x 4 = 32)
 
 
-@njit(cache=False)
+@njit(cache=False, _nrt=False)
 def _meters_only(st, tracks, master, bs, meters):
     """Run the block function's meter calls over (T, 2, N) track and (2, N) master
-    audio; with meters False only the copies into the block buffers (subtracted)."""
+    audio; with meters False only the copies into the block buffers (subtracted).
+
+    Compiled without numba's runtime, as the engine is: the Meter tuples the
+    engine's helpers return hold borrowed arrays, which code with the runtime
+    would release once too often."""
     n = master.shape[1]
     ntracks = tracks.shape[0]
     for a in range(0, n - bs + 1, bs):
@@ -38,8 +43,6 @@ def _meters_only(st, tracks, master, bs, meters):
             for c in range(2):
                 for i in range(bs):
                     st.tbuf[t, c, i] = tracks[t, c, a + i]
-            if meters:
-                tp_max(_track_meter(st, t), st.tbuf[t], 0, bs)
         for c in range(2):
             for i in range(bs):
                 st.mixbuf[c, i] = master[c, a + i]

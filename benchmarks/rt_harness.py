@@ -315,10 +315,11 @@ class BusyLoad:
     ``gc.callbacks`` and include collections triggered by any thread.
     """
 
-    def __init__(self, kind: str):
-        if kind not in ("none", "cpu", "gc"):
+    def __init__(self, kind: str, engine=None):
+        if kind not in ("none", "cpu", "gc", "ui"):
             raise ValueError(kind)
         self.kind = kind
+        self.engine = engine          # for "ui": the LiveEngine the meter bridge shows
         self._stop = threading.Event()
         self._thread = None
         self._loops = 0
@@ -356,12 +357,25 @@ class BusyLoad:
             self._loops += 1
         del heap
 
+    def _ui(self) -> None:
+        """The live meter bridge (--ui tui) drawing the engine at 20 Hz into a
+        terminal-like buffer: its snapshot reads, layout and rendering."""
+        import io
+
+        from rich.console import Console
+
+        from engine.ui import MeterBridge
+        console = Console(file=io.StringIO(), force_terminal=True, width=120, height=60)
+        bridge = MeterBridge(self.engine, console=console, stdin=io.StringIO())
+        bridge.run(self._stop)
+        self._loops = bridge.refreshes
+
     def start(self) -> "BusyLoad":
         self._t0 = time.monotonic()
         if self.kind == "none":
             return self
         gc.callbacks.append(self._on_gc)
-        target = self._cpu if self.kind == "cpu" else self._garbage
+        target = {"cpu": self._cpu, "gc": self._garbage, "ui": self._ui}[self.kind]
         self._thread = threading.Thread(target=target, name=f"busy-{self.kind}", daemon=True)
         self._thread.start()
         return self
@@ -730,7 +744,7 @@ def run_live(*, period: int, ntracks: int, seconds: float = 0.0, settle_s: float
             eng = LiveEngine(session, backend="portaudio", client_name="livemix",
                              record=record, takes_dir=tmp / "takes",
                              say=lambda m: log("engine:", m))
-        load = BusyLoad(busy)
+        load = BusyLoad(busy, engine=eng)
         summary = None
         started = False
         probe = LatencyProbe().start()

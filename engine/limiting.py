@@ -75,7 +75,7 @@ class CeilingLimiter:
         buf[1, :n] = x[:, -1]
         s = self.state
         if self.true_peak:
-            pk = tp_scan_delay(self.meter, buf, 0, n)
+            pk = tp_scan_delay(self.meter, buf, 0, n, self.detect)
             det = self.meter.tp_det
         else:
             pk = max(peak(buf[0], 0, n), peak(buf[1], 0, n))

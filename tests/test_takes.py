@@ -108,9 +108,11 @@ def test_kill_9_leaves_a_take_that_opens(maker, jack):
                             env=jack.env)
     takes = maker.root / "takes"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not list(takes.glob("*.wav")):
-        time.sleep(0.1)
-    time.sleep(2.5)
+    # the audio is running once the take holds data (the file exists a little before)
+    while time.monotonic() < deadline and not any(
+            w.stat().st_size > 65536 for w in takes.glob("*.wav")):
+        time.sleep(0.05)
+    time.sleep(2.0)
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=10)
     wav = sorted(takes.glob("*.wav"))[0]

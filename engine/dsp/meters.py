@@ -37,7 +37,7 @@ from .vec import _u, copy, peak
 TP_HALF = 8                 # interpolation filter half-length, input samples
 TP_TAPS = 2 * TP_HALF       # taps per phase
 TP_BETA = 8.0               # Kaiser window shape
-TP_TILE = 512               # samples per tile of the interpolation loops
+TP_TILE = 32                # positions per tile of the interpolation (and its skip test)
 SUBRING = 512               # sub-blocks kept (300 make a short-term window)
 SUB_HZ = 100                # sub-blocks per second (10 ms)
 M_SUBS = 40                 # sub-blocks per momentary block (400 ms)
@@ -192,40 +192,44 @@ def new_meter(rate: int, channels: int, maxblock: int, series: int = 0) -> Meter
 # --- kernels (any thread; RT-safe) ----------------------------------------------
 
 @rt_kernel
-def tp_scan(m, x, a, b):
+def tp_scan(m, x, a, b, floor=-1.0):
     """Per-sample true peak of x[:, a:b] (channels x frames float32) into m.tp_det[0:b-a].
 
     tp_det[k] is the largest |value| of the upsampled signal over the
     interval [j, j+1) with j the sample TP_HALF before a+k, over channels
-    (the sample itself included). b - a <= maxblock. Returns max(tp_det[0:n])."""
-    return _tp_load_run(m, x, a, b, False)
+    (the sample itself included). Where that cannot exceed ``floor`` (linear;
+    the samples around it times the filter's gain bound stay under it) the
+    interpolation is skipped and tp_det[k] is |x[j]|: exact above ``floor``,
+    a lower bound below it. b - a <= maxblock. Returns max(tp_det[0:n])."""
+    return _tp_load_run(m, x, a, b, False, floor)
 
 
 @rt_kernel
-def tp_scan_delay(m, x, a, b):
+def tp_scan_delay(m, x, a, b, floor=-1.0):
     """``tp_scan``, and x[:, a:b] replaced by the signal TP_HALF samples earlier.
 
     After it, tp_det[k] is the true peak over [x[a+k], x[a+k+1]) of the
     delayed signal now in x: the detector and the audio line up (the
     true-peak limiter's input). Returns max(tp_det[0:n])."""
-    return _tp_load_run(m, x, a, b, True)
+    return _tp_load_run(m, x, a, b, True, floor)
 
 
 @rt_kernel
-def _tp_load_run(m, x, a, b, delay_out):
+def _tp_load_run(m, x, a, b, delay_out, floor):
     n = b - a
     for c in range(m.cfg[MC_NCH]):
         copy(m.tp_work[c], TP_TAPS, x[c], a, n)
-    return _tp_run(m, n, x, a, delay_out)
+    return _tp_run(m, n, x, a, delay_out, floor)
 
 
 @rt_kernel(fastmath=True)
-def _tp_run(m, n, x, a, delay_out):
+def _tp_run(m, n, x, a, delay_out, floor):
     """tp_scan on the n samples already placed in tp_work after the history.
 
     delay_out: also write the delayed samples back to x[:, a:a+n]."""
     nch = m.cfg[MC_NCH]
     factor = m.cfg[MC_TPF]
+    gain = m.state[MS_TP_GAIN]
     acc = m.tp_acc
     det = m.tp_det
     for k in range(n):
@@ -234,9 +238,12 @@ def _tp_run(m, n, x, a, delay_out):
         w = m.tp_work[c]
         for k in range(n):
             det[k] = max(det[k], abs(w[TP_HALF + k]))
-        # tiles small enough for acc and w to stay in L1 across the taps
+        # tiles of TP_TILE positions; a tile whose support (the samples its
+        # interpolation reads) times the gain bound stays under floor is skipped
         for k0 in range(0, n, TP_TILE):
             k1 = min(n, k0 + TP_TILE)
+            if peak(w, k0 + 1, k1 + TP_TAPS) * gain <= floor:
+                continue
             for p in range(factor - 1):
                 h = m.tp_coef[p]
                 h0 = h[0]
@@ -318,10 +325,10 @@ def _step(m, frame):
 @rt_kernel
 def _bin(energy):
     """Histogram bin of a block's energy, or -1 at or below the absolute gate."""
-    if energy <= 0.0:
+    if not energy > 0.0:                 # silence, or NaN (never indexes the histogram)
         return -1
     lufs = -0.691 + 10.0 * math.log10(energy)
-    if lufs <= HIST_LO:
+    if not lufs > HIST_LO:
         return -1
     return min(int((lufs - HIST_LO) * HIST_RES), HIST_BINS - 1)
 
@@ -430,7 +437,7 @@ def tp_max(m, x, a, b):
         return
     if n < TP_TAPS:
         st[MS_TP_PREV] = 3.0e38       # the history now spans several blocks: no skip next
-    st[MS_TP] = max(st[MS_TP], tp_scan(m, x, a, b))
+    st[MS_TP] = max(st[MS_TP], tp_scan(m, x, a, b, st[MS_TP]))
 
 
 @rt_kernel
@@ -441,7 +448,7 @@ def tp_flush(m):
     for c in range(m.cfg[MC_NCH]):
         for k in range(TP_HALF):
             m.tp_work[c, TP_TAPS + k] = np.float32(0.0)
-    m.state[MS_TP] = max(m.state[MS_TP], _tp_run(m, TP_HALF, m.tp_work, 0, False))
+    m.state[MS_TP] = max(m.state[MS_TP], _tp_run(m, TP_HALF, m.tp_work, 0, False, -1.0))
 
 
 # --- readers (any thread; a live meter's figures may be one block stale) ----------

@@ -11,8 +11,8 @@ Order of work for a block:
   2. split the block at the frames of due commands; per segment:
      ducking rules (key sum -> envelope), tracks (gain, pan, duck -> bus),
      master gain, limiter
-  3. meters (the master's loudness and true peak, each track's source true
-     peak), events (underruns, the limiter starting to work), a snapshot for
+  3. meters (the master's loudness and true peak; each file track's source
+     true peak is measured by the reader process as it decodes), events (underruns, the limiter starting to work), a snapshot for
      the UI every C_PUBLISH frames, output (downmix for mono), counters
 In true-peak mode the limiter's detector is the 4x-oversampled signal
 (``dsp.meters.tp_scan_delay``), which delays the master TP_HALF samples more.
@@ -34,7 +34,7 @@ from ..dsp.layout import (A_LOST, A_READ, A_WRITE, C_LOOKAHEAD, C_MAXBLOCK, C_MI
                           S_UNDERRUNS, SN_CEIL, SN_FRAME, SN_M, SN_PEAK_L, SN_PEAK_R, SN_S,
                           SN_SEQ, STK_PEAK, STK_TP)
 from ..dsp.limiter import limit_segment
-from ..dsp.meters import MS_M, MS_S, MS_TP, Meter, meter_feed, tp_max, tp_scan_delay
+from ..dsp.meters import MS_M, MS_S, MS_TP, Meter, meter_feed, tp_scan_delay
 from ..dsp.mix import add_key, gain_stage, mix_track
 from ..dsp.smoothing import ramp_to
 from ..dsp.vec import fill, peak, peak_sumsq
@@ -175,7 +175,7 @@ def _segment(st, a, b):
                     st.clock[K_NAN] += 1
         pk = max(peak(bus[0], a, b), peak(bus[1], a, b))
     if st.master[M_TRUE_PEAK] != 0.0:
-        pk = tp_scan_delay(_limiter_detector(st), bus, a, b)
+        pk = tp_scan_delay(_limiter_detector(st), bus, a, b, st.master[M_DETECT])
         st.clock[K_CEIL] += limit_segment(bus, a, b, pk, st.master[M_CEILING],
                                           st.master[M_RELEASE], cfg[C_LOOKAHEAD], st.lim_delay,
                                           st.lim_dq_val, st.lim_dq_idx, st.lim_box,
@@ -200,13 +200,6 @@ def _limiter_detector(st):
 def _master_meter(st):
     return Meter(st.m_cfg, st.m_kw, st.m_state, st.m_sub, st.m_hist, st.m_tp_coef,
                  st.m_tp_work, st.m_tp_acc, st.m_tp_det, st.m_series, st.m_series_idx)
-
-
-@rt_kernel
-def _track_meter(st, t):
-    """Track t's true-peak meter: the master's filter, the track's history and state."""
-    return Meter(st.m_cfg, st.m_kw, st.track_mstate[t], st.m_sub, st.m_hist, st.m_tp_coef,
-                 st.track_tp_work[t], st.m_tp_acc, st.m_tp_det, st.m_series, st.m_series_idx)
 
 
 @rt_kernel
@@ -270,7 +263,6 @@ def _chunk(st, out, n):
     for t in range(ntracks):
         ring_pull(st.src_ring[t], st.src_pos[t], st.tbuf[t], n)
         _note(st, t, st.src_pos[t, S_UNDERRUNS], pos, EV_UNDERRUN, t)
-        tp_max(_track_meter(st, t), st.tbuf[t], 0, n)
         st.track_meter[t, 0] = 0.0
         st.track_meter[t, 1] = 0.0
     fill(st.mixbuf[0], 0, n, 0.0)

@@ -99,7 +99,6 @@ def allocate(session, maxblock: int | None = None, ring_frames: int | None = Non
         "auto_idx": ((3,), np.int64),
         **meter_shapes(sr, maxblock),
         "lt_tp_work": ((2, TP_TAPS + maxblock), np.float32),
-        "track_tp_work": ((ntracks, 2, TP_TAPS + maxblock), np.float32),
         "track_mstate": ((ntracks, N_MSTATE), np.float64),
         "snap": ((N_SNAP,), np.float64),
         "snap_track": ((ntracks, N_SNT), np.float64),

@@ -27,7 +27,8 @@ CHUNK = 65536  # input frames per read (fewer, larger reads: half the decode cos
 class FileSource:
     """One track's file, streamed into its source ring."""
 
-    def __init__(self, track, samplerate: int):
+    def __init__(self, track, samplerate: int, true_peak: bool = False):
+        """true_peak: measure the source's true peak as it is decoded (``true_peak``)."""
         self.track = track
         self.samplerate = samplerate
         try:
@@ -49,6 +50,11 @@ class FileSource:
         self._done = False
         self.nonfinite = 0          # NaN/Inf samples replaced by 0
         self.notices: list[str] = []
+        self._meter = None
+        if true_peak:
+            from ..dsp.meters import new_meter
+            self._meter = new_meter(samplerate, 2, CHUNK)
+            self._mbuf = np.zeros((2, CHUNK), np.float32)
 
     @property
     def length_frames(self) -> int | None:
@@ -95,7 +101,24 @@ class FileSource:
         if last:
             self._done = True
         self._produced += len(x)
+        if self._meter is not None and len(x):
+            self._measure(x)
         return x
+
+    def _measure(self, x: np.ndarray) -> None:
+        """Raise ``true_peak`` with this chunk (the reader's decode, not the audio thread)."""
+        from ..dsp.meters import tp_max
+        buf = self._mbuf
+        for a in range(0, len(x), CHUNK):
+            n = min(CHUNK, len(x) - a)
+            buf[:, :n] = x[a:a + n].T
+            tp_max(self._meter, buf, 0, n)
+
+    @property
+    def true_peak(self) -> float:
+        """The source's true peak so far (linear; 0.0 when not measured)."""
+        from ..dsp.meters import MS_TP
+        return float(self._meter.state[MS_TP]) if self._meter is not None else 0.0
 
     def fill(self, ring, pos, until: int | None = None) -> None:
         """Push frames into the ring until it is full, the track ends, or it holds

@@ -30,6 +30,7 @@ START_TIMEOUT_S = 60.0
 def _reader_main(layout, session, conn) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from ..dsp.layout import S_EOF, S_READ, S_WRITE, EngineState
+    from ..dsp.meters import MS_TP
     from ..rt.shm import attach
     from .files import FileSource
 
@@ -37,10 +38,12 @@ def _reader_main(layout, session, conn) -> None:
     st = g["st"]
     sr = session.engine.samplerate
     try:
-        sources = [FileSource(t, sr) if t.file else None for t in session.tracks]
-        for src, ring, pos in zip(sources, st.src_ring, st.src_pos):
+        sources = [FileSource(t, sr, true_peak=True) if t.file else None
+                   for t in session.tracks]
+        for i, (src, ring, pos) in enumerate(zip(sources, st.src_ring, st.src_pos)):
             if src is not None:
                 src.fill(ring, pos)
+                st.track_mstate[i, MS_TP] = src.true_peak
     except LivemixError as e:
         conn.send(("error", str(e)))
         return
@@ -63,6 +66,7 @@ def _reader_main(layout, session, conn) -> None:
                 wait = 0.0005
             try:
                 src.fill(ring, pos)
+                st.track_mstate[i, MS_TP] = src.true_peak
             except LivemixError as e:
                 conn.send(("source_error", str(e)))
                 sources[i] = None
