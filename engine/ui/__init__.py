@@ -7,7 +7,9 @@ in dB, when unknown):
     {"time_s": float, "frame": int,
      "tracks": [{"name", "gain_db" (dB, -inf ok), "pan" (-1..1), "mute", "solo",
                  "peak_dbfs" (post-fader sample peak since the previous snapshot),
-                 "tp_dbtp" (source true peak, max since start),
+                 "tp_dbtp" (the file's true peak, max since start, measured by the
+                            reader as it decodes: up to the read-ahead early; -inf
+                            for live inputs),
                  "duck_gr_db" (ducking gain reduction now, <= 0)}, ...],
      "master": {"gain_db", "peak_dbfs", "peak_l_dbfs", "peak_r_dbfs" (since the previous
                 snapshot), "true_peak_dbtp", "sample_peak_max_dbfs" (max since start),
