@@ -471,8 +471,8 @@ class LiveEngine:
             if proc.returncode == 0 and out.strip():
                 self.reports.append(out.strip())
             else:
-                self.say(f"livemix: take report not written: "
-                         f"{(err or '').strip().splitlines()[-1:] or ['?']}"[:300])
+                last = (err or "").strip().splitlines()[-1:] or ["no reason given"]
+                self.say(f"livemix: take report not written: {last[0][:300]}")
         self._report_procs = []
 
     def toggle_record(self) -> bool:

@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .dsp.meters import (MOMENTARY_S, MS_M_MAX, MS_S_MAX, MS_SP, MS_TP, SERIES_HZ, db,
-                         integrated_lufs,
-                         lra_lu, lufs, meter_feed, new_meter, tp_flush)
+from .dsp.meters import (MOMENTARY_S, SERIES_HZ, db, integrated_lufs, loudness_figures,
+                         meter_feed, new_meter, tp_flush)
 from .dsp.scan import (DET_BLOCK, I_LOST, I_NDC, I_NEV, I_NONFINITE, K_CLIP, K_DROP, K_OVER,
                        new_scan_state, overs_finish, scan_chunk, scan_finish, scan_overs)
 from .errors import LivemixError, SourceError
@@ -57,10 +56,6 @@ def open_audio(path: Path) -> sf.SoundFile:
         raise SourceError(f"{path}: has {f.channels} channels (livemix measures mono and "
                           "stereo files)")
     return f
-
-
-def _finite(v: float) -> float | None:
-    return round(v, 3) if math.isfinite(v) else None
 
 
 class _Problems:
@@ -147,18 +142,12 @@ def analyze(path, ceiling_dbtp: float = -1.0, progress=None) -> dict:
             probs.add("burst", s, e, base, top)
     for s, e, (c, mean) in _dc_offsets(dc_rows, total, rate, nch):
         probs.add("dc_offset", s, e, mean, c)
-    st = m.state
     result = {
         "file": str(path),
         "duration_s": round(total / rate, 6),
         "samplerate": rate,
         "channels": nch,
-        "integrated_lufs": _finite(integrated),
-        "lra_lu": round(lra_lu(m), 3),
-        "true_peak_dbtp": _finite(db(st[MS_TP])),
-        "sample_peak_dbfs": _finite(db(st[MS_SP])),
-        "momentary_max_lufs": _finite(lufs(st[MS_M_MAX])),
-        "short_term_max_lufs": _finite(lufs(st[MS_S_MAX])),
+        **loudness_figures(m),
         "ceiling_dbtp": ceiling_dbtp,
         "problems": _problem_list(probs, rate, ceiling_dbtp),
         "problem_counts": {k: v for k, v in probs.count.items() if v},

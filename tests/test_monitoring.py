@@ -146,8 +146,20 @@ def test_meter_bridge_on_the_real_engine(maker, jack):
         bridge.run(stop, duration=1.5)
         elapsed = time.monotonic() - t0
         text = bridge.console.export_text() if bridge.console.record else out.getvalue()
+        # the keys act on the real engine: select voice, mute it, take on, take off, quit
+        bridge.frame()
+        bridge.feed(b"\x1b[Bm")
+        bridge.feed(b"r")
+        time.sleep(0.3)
+        assert eng.get("voice", "mute") == 1.0 and eng.get("bed", "mute") == 0.0
+        assert eng.recorder is not None and eng.recorder.recording
+        bridge.feed(b"r")
+        assert len(eng.takes) == 1
+        bridge.feed(b"q")
+        assert stop.is_set()
     finally:
         summary = eng.stop()
+    assert summary.reports and png_size(summary.reports[0]) == (1600, 1000)
     assert bridge.refreshes >= 15 * elapsed * 0.9
     for field in ("bed", "voice", "LUFS", "LRA", "xruns", "web"):
         assert field in text, field

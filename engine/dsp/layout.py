@@ -8,7 +8,7 @@ Writer of each array (single-writer discipline, so no locks are needed):
   cfg, rule_keys, track_rules, lim_box sizes ... set once before the stream
   src_ring, src_pos[:, S_WRITE], src_pos[:, S_EOF]   the reader process (one writer per track)
   cmd_ring, cmd_idx[Q_WRITE]                        control thread (one producer)
-  track_mstate[:, MS_TP]                            the reader process (it measures each
+  track_tp                                          the reader process (it measures each
                                                     file's true peak as it decodes it)
   everything else                                   the audio thread
 """
@@ -52,7 +52,7 @@ EngineState = namedtuple(
         "m_cfg", "m_kw", "m_state", "m_sub", "m_hist", "m_tp_coef", "m_tp_work", "m_tp_acc",
         "m_tp_det", "m_series", "m_series_idx",
         "lt_tp_work",   # float32 (2, TP_TAPS + MAXBLOCK) true-peak limiter: detector history
-        "track_mstate",   # float64 (T, N_MSTATE)   per-track source true peak (MS_TP): the reader
+        "track_tp",     # float64 (T,)              each file track's source true peak (linear)
         "snap",         # float64 (N_SNAP,)         published snapshot: master (seqlock in SN_SEQ)
         "snap_track",   # float64 (T, N_SNT)        published snapshot: tracks
         "snap_rule",    # float64 (R,)              published snapshot: ducking gain, linear (min)

@@ -92,10 +92,9 @@ MS_S_SUM = 19       # the same for short-term blocks
 MS_S_N = 20
 MS_TP = 21          # true peak since the start, over channels (linear)
 MS_SP = 22          # sample peak since the start, over channels (linear)
-MS_SP_NOW = 23      # sample peak since a reader last reset it (linear)
-MS_TP_PREV = 24     # sample peak of the previous block (the history's bound)
-MS_TP_GAIN = 25     # largest sum of |taps| of a phase: true peak <= sample peak x this
-N_MSTATE = 26
+MS_TP_PREV = 23     # sample peak of the previous block (the history's bound)
+MS_TP_GAIN = 24     # largest sum of |taps| of a phase: true peak <= sample peak x this
+N_MSTATE = 25
 
 
 # --- coefficients (control side) ------------------------------------------------
@@ -408,7 +407,6 @@ def meter_feed(m, x, a, b):
     for c in range(nch):
         pk = max(pk, peak(x[c], a, b))
     st[MS_SP] = max(st[MS_SP], pk)
-    st[MS_SP_NOW] = max(st[MS_SP_NOW], pk)
     done = a
     while done < b:
         n = min(b - done, m.tp_acc.shape[0])
@@ -495,7 +493,7 @@ def db(linear: float) -> float:
     return 20.0 * math.log10(linear) if linear > 0.0 else -math.inf
 
 
-def _finite(x: float, digits: int = 2):
+def _finite(x: float, digits: int = 3):
     return round(x, digits) if math.isfinite(x) else None
 
 

@@ -34,7 +34,7 @@ from ..dsp.layout import (A_LOST, A_READ, A_WRITE, C_LOOKAHEAD, C_MAXBLOCK, C_MI
                           S_UNDERRUNS, SN_CEIL, SN_FRAME, SN_M, SN_PEAK_L, SN_PEAK_R, SN_S,
                           SN_SEQ, STK_PEAK, STK_TP)
 from ..dsp.limiter import limit_segment
-from ..dsp.meters import MS_M, MS_S, MS_TP, Meter, meter_feed, tp_scan_delay
+from ..dsp.meters import MS_M, MS_S, Meter, meter_feed, tp_scan_delay
 from ..dsp.mix import add_key, gain_stage, mix_track
 from ..dsp.smoothing import ramp_to
 from ..dsp.vec import fill, peak, peak_sumsq
@@ -243,7 +243,7 @@ def _publish(st, frame):
     snap[SN_CEIL] = st.clock[K_CEIL]
     for t in range(st.cfg[C_NTRACKS]):
         st.snap_track[t, STK_PEAK] = st.acc_track[t]
-        st.snap_track[t, STK_TP] = st.track_mstate[t, MS_TP]
+        st.snap_track[t, STK_TP] = st.track_tp[t]
         st.acc_track[t] = 0.0
     for r in range(st.cfg[C_NRULES]):
         st.snap_rule[r] = st.acc_rule[r]

@@ -60,7 +60,7 @@ def unpack(addr, shp):
         _a2(addr, shp, 37, f4), _a1(addr, shp, 38, f4), _a1(addr, shp, 39, f4),
         _a2(addr, shp, 40, f8), _a1(addr, shp, 41, i8),
         # true-peak histories, snapshot, events
-        _a2(addr, shp, 42, f4), _a2(addr, shp, 43, f8),
+        _a2(addr, shp, 42, f4), _a1(addr, shp, 43, f8),
         _a1(addr, shp, 44, f8), _a2(addr, shp, 45, f8), _a1(addr, shp, 46, f8),
         _a1(addr, shp, 47, f8), _a1(addr, shp, 48, f8), _a2(addr, shp, 49, f8),
         _a1(addr, shp, 50, i8), _a2(addr, shp, 51, i8))

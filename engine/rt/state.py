@@ -18,7 +18,7 @@ from ..dsp.layout import (C_PUBLISH, K_NEXT_PUB, M_DETECT, M_TRUE_PEAK, N_SNAP, 
                           M_GAIN_DB, M_RAMP, M_RELEASE, N_CFG, N_CLOCK, N_LIM, N_LIMI, N_MASTER,
                           N_RCFG, N_RSTATE, N_SPOS, N_TCTL, R_GAIN, R_PAN_L, R_PAN_R, S_EOF,
                           T_GAIN_DB, T_MUTE, T_PAN, T_SOLO, EngineState)
-from ..dsp.meters import (MS_TP_GAIN, N_MSTATE, TP_TAPS, Meter, init_meter, meter_shapes)
+from ..dsp.meters import TP_TAPS, Meter, init_meter, meter_shapes
 from ..dsp.smoothing import ramp_jump
 from ..dsp.limiter import TP_MARGIN_DB
 from ..params import db_to_lin, pan_gains
@@ -99,7 +99,7 @@ def allocate(session, maxblock: int | None = None, ring_frames: int | None = Non
         "auto_idx": ((3,), np.int64),
         **meter_shapes(sr, maxblock),
         "lt_tp_work": ((2, TP_TAPS + maxblock), np.float32),
-        "track_mstate": ((ntracks, N_MSTATE), np.float64),
+        "track_tp": ((ntracks,), np.float64),
         "snap": ((N_SNAP,), np.float64),
         "snap_track": ((ntracks, N_SNT), np.float64),
         "snap_rule": ((nrules,), np.float64),
@@ -177,7 +177,6 @@ def _initialise(st: EngineState, session, maxblock: int, ring: int, window: int)
                            if session.master.ceiling_mode == "true-peak" else st.master[M_CEILING])
     cfg[C_PUBLISH] = max(1, round(sr / PUBLISH_HZ))
     st.clock[K_NEXT_PUB] = cfg[C_PUBLISH]
-    st.track_mstate[:, MS_TP_GAIN] = m.state[MS_TP_GAIN]
     st.acc_rule[:] = 1.0
     st.snap_rule[:] = 1.0
     st.ev_prev[:, 1] = -(1 << 62)

@@ -30,7 +30,6 @@ START_TIMEOUT_S = 60.0
 def _reader_main(layout, session, conn) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from ..dsp.layout import S_EOF, S_READ, S_WRITE, EngineState
-    from ..dsp.meters import MS_TP
     from ..rt.shm import attach
     from .files import FileSource
 
@@ -43,7 +42,7 @@ def _reader_main(layout, session, conn) -> None:
         for i, (src, ring, pos) in enumerate(zip(sources, st.src_ring, st.src_pos)):
             if src is not None:
                 src.fill(ring, pos)
-                st.track_mstate[i, MS_TP] = src.true_peak
+                st.track_tp[i] = src.true_peak
     except LivemixError as e:
         conn.send(("error", str(e)))
         return
@@ -66,7 +65,7 @@ def _reader_main(layout, session, conn) -> None:
                 wait = 0.0005
             try:
                 src.fill(ring, pos)
-                st.track_mstate[i, MS_TP] = src.true_peak
+                st.track_tp[i] = src.true_peak
             except LivemixError as e:
                 conn.send(("source_error", str(e)))
                 sources[i] = None
