@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .errors import LivemixError
 
@@ -47,6 +48,18 @@ def cmd_render(args) -> int:
         start = int(take.get("start_frame") or 0)
         if duration is None and take.get("frames"):      # replay the take's length
             duration = take["frames"] / take["samplerate"]
+    from .video import VIDEO_OUTPUTS, check_output, deliver_render
+    check_output(session, args.output)
+    if Path(args.output).suffix.lower() in VIDEO_OUTPUTS:
+        if args.duration is not None:
+            raise LivemixError(f"--duration: a video render is as long as its video "
+                               f"({args.output})")
+        result, muxed = deliver_render(session, args.output, dict(
+            blocksize=args.blocksize, commands=commands, start_frame=start))
+        for note in notices + result.notices:
+            print(f"livemix: note: {note}", file=sys.stderr)
+        print(muxed.summary())
+        return 0
     result = render(session, args.output, duration_s=duration, subtype=args.subtype,
                     blocksize=args.blocksize, commands=commands, start_frame=start)
     for note in notices + result.notices:
@@ -437,7 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("render", help="render a session to an audio file, offline")
     r.add_argument("session", help="session file (.toml)")
-    r.add_argument("-o", "--output", required=True, help="output audio file (.wav, .flac, ...)")
+    r.add_argument("-o", "--output", required=True,
+                   help="output audio file (.wav, .flac, ...), or a video (.mp4, .mov, .mkv, "
+                        ".webm: the session's [output] video with the mix)")
     r.add_argument("--duration", type=_positive_float, metavar="SECONDS",
                    help="length to render (default: the longest non-looping track)")
     r.add_argument("--subtype", default="PCM_24", choices=("PCM_16", "PCM_24", "PCM_32", "FLOAT"),
@@ -506,6 +521,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
     from .report import add_report_parser
     add_report_parser(sub)
+    from .check import add_check_parser
+    add_check_parser(sub)
+    from .newsession import add_new_parser
+    add_new_parser(sub)
     return p
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .dsp.meters import (MOMENTARY_S, SERIES_HZ, db, integrated_lufs, loudness_figures,
+from .dsp.meters import (MOMENTARY_S, SERIES_HZ, db, loudness_figures,
                          meter_feed, new_meter, tp_flush)
 from .dsp.scan import (DET_BLOCK, I_LOST, I_NDC, I_NEV, I_NONFINITE, K_CLIP, K_DROP, K_OVER,
                        new_scan_state, overs_finish, scan_chunk, scan_finish, scan_overs)
@@ -34,7 +34,7 @@ DC_MIN_S = 5.0              # ... (a last, shorter window counts from this long)
 DC_LEVEL_DBFS = -50.0       # ... above this |mean| is an offset
 BURST_LU = 10.0             # burst: momentary loudness this far above ...
 BURST_WINDOW_STEPS = 10     # ... its minimum over the previous 1 s (10 steps of 100 ms),
-BURST_FLOOR_LU = -5.0       # ... that minimum taken no lower than integrated - 5 LU
+BURST_FLOOR_LU = -5.0       # ... that minimum taken no lower than the typical level - 5 LU
 FINE_S = 0.002              # burst onsets are placed on 2 ms energy blocks
 MAX_PER_KIND = 1000         # problems listed per kind (the rest are counted)
 KINDS = ("clipping", "true_peak_over", "burst", "dropout", "dc_offset")
@@ -88,11 +88,13 @@ def _drain_series(m, parts: list) -> None:
         m.series_idx[1] = w
 
 
-def analyze(path, ceiling_dbtp: float = -1.0, progress=None) -> dict:
+def analyze(path, ceiling_dbtp: float = -1.0, progress=None, momentary=None) -> dict:
     """Loudness figures and problem passages of an audio file.
 
     ceiling_dbtp: true-peak overs are reported above it (dBTP).
-    progress(stage, fraction): called after each chunk. Returns the dict
+    progress(stage, fraction): called after each chunk. momentary: a list that gets
+    the momentary loudness series, an array of [end frame, mean square] per 100 ms
+    step (``livemix check`` finds silences in it). Returns the dict
     ``livemix analyze --json`` prints (times in seconds, levels in LUFS /
     LU / dBTP / dBFS, None for -inf)."""
     path = Path(path)
@@ -132,9 +134,10 @@ def analyze(path, ceiling_dbtp: float = -1.0, progress=None) -> dict:
         scan_finish(ist, fst, trk, ev, dcw, total, nch, gap)
         _drain(ist, ev, probs)
         dc_rows += dcw[:ist[I_NDC]].tolist()
-        integrated = integrated_lufs(m)
         rows = np.concatenate(series) if series else np.zeros((0, 2))
-        for first, last, base, top in _bursts(rows, step, integrated):
+        if momentary is not None:
+            momentary.append(rows)
+        for first, last, base, top in _bursts(rows, step):
             if len(probs.found["burst"]) >= MAX_PER_KIND:
                 probs.count["burst"] += 1
                 continue
@@ -158,20 +161,24 @@ def analyze(path, ceiling_dbtp: float = -1.0, progress=None) -> dict:
     return result
 
 
-def _bursts(rows: np.ndarray, step: int, integrated: float):
+def _bursts(rows: np.ndarray, step: int):
     """Steps where momentary loudness rises > BURST_LU above its minimum over the
     previous second: [(first frame, last frame, that minimum LUFS, peak LUFS)] per rise.
 
     rows: [end frame, momentary energy] per 100 ms step. The minimum is taken no
-    lower than integrated + BURST_FLOOR_LU, so a burst always ends more than
-    5 LU above the programme's loudness: speech coming back after a pause, or
-    music after a quiet bar, at its usual loudness is not a burst."""
+    lower than the programme's typical level + BURST_FLOOR_LU, so a burst always
+    ends more than 5 LU above it: speech coming back after a pause, or music
+    after a quiet bar, at its usual loudness is not a burst. The typical level is
+    the median momentary loudness over the gate (-70 LUFS), not the integrated
+    loudness: in a short clip a loud burst dominates the integrated figure and
+    would hide itself."""
     rows = rows[rows[:, 0] >= MOMENTARY_S * step * SERIES_HZ]
     if len(rows) < 2:
         return []
     with np.errstate(divide="ignore"):
         level = np.maximum(-0.691 + 10.0 * np.log10(rows[:, 1]), -70.0)
-    floor = max(-70.0, integrated + BURST_FLOOR_LU) if math.isfinite(integrated) else -70.0
+    gated = level[level > -70.0]
+    floor = max(-70.0, float(np.median(gated)) + BURST_FLOOR_LU) if len(gated) else -70.0
     w = BURST_WINDOW_STEPS
     padded = np.concatenate([np.full(w, np.inf), level])
     prev_min = np.lib.stride_tricks.sliding_window_view(padded, w)[:len(level)].min(axis=1)

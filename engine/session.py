@@ -40,9 +40,16 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class Clip:
+    path: Path                # absolute path of a video clip (or audio file)
+    at_s: float = 0.0         # session time at which it starts, seconds
+    stream: int | None = None # its audio stream, counted from 0 (None: the first)
+
+
+@dataclass(frozen=True)
 class Track:
     name: str
-    file: Path | None         # absolute path; None for a live-input track
+    file: Path | None         # absolute path of an audio file or video clip; None otherwise
     gain_db: float = 0.0      # fader, dB (-inf allowed)
     pan: float = 0.0          # -1 left .. +1 right
     mute: bool = False
@@ -50,6 +57,10 @@ class Track:
     loop: bool = False
     offset_s: float = 0.0     # session time at which the file starts, seconds
     input: tuple[int, ...] = ()   # live input: 1-based device input channels (1 or 2)
+    stream: int | None = None     # a video clip's audio stream, counted from 0
+    clips: tuple[Clip, ...] = ()  # a sequence of clips (then file is None)
+    match_loudness: float | None = None   # level each file / clip to this LUFS (pre-fader)
+    crossfade_ms: float = 10.0    # fade at each cut of a clip sequence, ms
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,12 @@ class Record:
 
 
 @dataclass(frozen=True)
+class Output:
+    video: tuple[Path, ...] = ()  # the picture of renders and takes: clips joined in order
+    keep_native: bool = False     # keep the clips' own audio as a second, disabled stream
+
+
+@dataclass(frozen=True)
 class Controller:
     port: str | None = None       # MIDI input: a substring of the port name
     virtual: str | None = None    # or: open a virtual input port with this name
@@ -100,6 +117,7 @@ class Session:
     master: Master = field(default_factory=Master)
     record: Record = field(default_factory=Record)
     controller: Controller = field(default_factory=Controller)
+    output: Output = field(default_factory=Output)
 
     @property
     def name(self) -> str:
@@ -212,9 +230,14 @@ def _check_keys(where, table, index, data, allowed):
             raise where.error(table, index, key, f"unknown key{hint}")
 
 
-_TOP = ("engine", "tracks", "ducking", "master", "record", "controller")
+_TOP = ("engine", "tracks", "ducking", "master", "record", "controller", "output")
 _ENGINE = ("samplerate", "blocksize", "channels")
-_TRACK = ("name", "file", "input", "gain_db", "pan", "mute", "solo", "loop", "offset_s")
+_TRACK = ("name", "file", "video", "clips", "input", "gain_db", "pan", "mute", "solo", "loop",
+          "offset_s", "stream", "match_loudness", "crossfade_ms")
+_SOURCES = ("file", "video", "clips", "input")
+_CLIP = ("video", "file", "at_s", "stream")
+_OUTPUT = ("video", "keep_native")
+MAX_CROSSFADE_MS = 1000.0
 _DUCK = ("key", "targets", "threshold_db", "depth_db", "attack_ms", "hold_ms", "release_ms")
 _MASTER = ("gain_db", "ceiling_db", "ceiling_mode", "target")
 CEILING_MODES = ("sample-peak", "true-peak")
@@ -274,16 +297,22 @@ def parse_session(data: dict, path: Path, text: str = "", check_files: bool = Tr
         if name == "master":
             raise where.error("tracks", i, "name", "'master' is reserved for the master bus")
         seen[name] = i
-        if ("file" in t) == ("input" in t):
-            raise where.error("tracks", i, "file" if "file" not in t else "input",
-                              f"track {name!r} needs exactly one source: file = \"...\" "
-                              "or input = [channel, ...]")
+        given = [k for k in _SOURCES if k in t]
+        if len(given) != 1:
+            raise where.error("tracks", i, given[1] if len(given) > 1 else "file",
+                              f"track {name!r} needs exactly one source: file = \"...\", "
+                              "video = \"...\", clips = [...] or input = [channel, ...]"
+                              + (f" (it has {' and '.join(given)})" if given else ""))
         file = None
         channels = ()
-        if "file" in t:
-            file = (path.parent / _string(where, "tracks", i, "file", t["file"])).resolve()
+        clips = ()
+        if given[0] in ("file", "video"):
+            key = given[0]
+            file = (path.parent / _string(where, "tracks", i, key, t[key])).resolve()
             if check_files:
-                _check_audio_file(where, i, file)
+                _check_media(where, "tracks", i, key, file, t.get("stream"))
+        elif given[0] == "clips":
+            clips = _clips(where, i, t["clips"], path.parent, check_files)
         else:
             channels = t["input"]
             if isinstance(channels, int) and not isinstance(channels, bool):
@@ -295,6 +324,28 @@ def parse_session(data: dict, path: Path, text: str = "", check_files: bool = Tr
                                   f"{t['input']!r}: give one or two device input channels, "
                                   "counted from 1 (e.g. [1] or [1, 2])")
             channels = tuple(channels)
+        stream = None
+        if "stream" in t:
+            if given[0] != "video" and not (file is not None and _is_video(file)):
+                raise where.error("tracks", i, "stream",
+                                  "picks a video clip's audio stream: use it with video = ...")
+            stream = int(_number(where, "tracks", i, "stream", t["stream"], 0, 63, integer=True))
+        match = None
+        if "match_loudness" in t:
+            if channels:
+                raise where.error("tracks", i, "match_loudness",
+                                  "levels files and clips; a live input has no loudness "
+                                  "to measure ahead")
+            match = float(_number(where, "tracks", i, "match_loudness", t["match_loudness"],
+                                  -70.0, 0.0))
+        if clips:
+            for key in ("loop", "offset_s"):
+                if key in t:
+                    raise where.error("tracks", i, key,
+                                      "not with clips (each clip has its own at_s)")
+        elif "crossfade_ms" in t:
+            raise where.error("tracks", i, "crossfade_ms", "is the fade at the cuts of clips = "
+                                                           "[...]")
         tracks.append(Track(
             name=name, file=file,
             gain_db=float(_number(where, "tracks", i, "gain_db", t.get("gain_db", 0.0),
@@ -306,6 +357,11 @@ def parse_session(data: dict, path: Path, text: str = "", check_files: bool = Tr
             offset_s=float(_number(where, "tracks", i, "offset_s", t.get("offset_s", 0.0),
                                    lo=0.0)),
             input=channels,
+            stream=stream,
+            clips=clips,
+            match_loudness=match,
+            crossfade_ms=float(_number(where, "tracks", i, "crossfade_ms",
+                                       t.get("crossfade_ms", 10.0), 0.1, MAX_CROSSFADE_MS)),
         ))
 
     rules = []
@@ -396,24 +452,111 @@ def parse_session(data: dict, path: Path, text: str = "", check_files: bool = Tr
                  if "virtual" in c else None),
         mapping=mapping,
         api=_string(where, "controller", None, "api", c.get("api", "auto")))
+    o = data.get("output", {})
+    _check_keys(where, "output", None, o, _OUTPUT)
+    videos = o.get("video", [])
+    if isinstance(videos, str):
+        videos = [videos]
+    if not isinstance(videos, list) or not all(isinstance(v, str) and v.strip() for v in videos):
+        raise where.error("output", None, "video",
+                          f"{o.get('video')!r}: give a video clip, or a list of clips to join")
+    videos = tuple((path.parent / v).resolve() for v in videos)
+    if check_files:
+        for v in videos:
+            _check_video(where, v)
+    keep = _bool(where, "output", None, "keep_native", o.get("keep_native", False))
+    if keep and not videos:
+        raise where.error("output", None, "keep_native", "needs video = \"clip.mp4\"")
+    output = Output(video=videos, keep_native=keep)
     return Session(path=path, engine=engine, tracks=tuple(tracks), ducking=tuple(rules),
-                   master=master, record=record, controller=controller)
+                   master=master, record=record, controller=controller, output=output)
 
 
-def _check_audio_file(where, index, file: Path):
+def _is_video(path: Path) -> bool:
+    from .sources.media import is_video
+    return is_video(path)
+
+
+def _clips(where, i, raw, base: Path, check_files: bool) -> tuple[Clip, ...]:
+    """tracks[i].clips: [{video = "...", at_s = 0.0, stream = N}, ...] in time order."""
+    if not isinstance(raw, list) or not raw or not all(isinstance(c, dict) for c in raw):
+        raise where.error("tracks", i, "clips",
+                          "give a list of clips: [{video = \"shot1.mp4\", at_s = 0.0}, ...]")
+    out = []
+    for k, c in enumerate(raw):
+        label = f"clips[{k + 1}]"
+        for key in c:
+            if key not in _CLIP:
+                raise where.error("tracks", i, "clips", f"{label}.{key}: unknown key "
+                                  f"(known keys: {', '.join(_CLIP)})")
+        keys = [key for key in ("video", "file") if key in c]
+        if len(keys) != 1:
+            raise where.error("tracks", i, "clips", f"{label}: give video = \"clip.mp4\"")
+        name = c[keys[0]]
+        if not isinstance(name, str) or not name.strip():
+            raise where.error("tracks", i, "clips", f"{label}.{keys[0]}: {name!r} is not a "
+                              "file name")
+        at = c.get("at_s", 0.0 if k == 0 else None)
+        if at is None:
+            raise where.error("tracks", i, "clips", f"{label}.at_s: missing (when the clip "
+                              "starts, in seconds)")
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at < 1e7:
+            raise where.error("tracks", i, "clips", f"{label}.at_s: {at!r} is not a time in "
+                              "seconds (0 or more)")
+        if out and at <= out[-1].at_s:
+            raise where.error("tracks", i, "clips", f"{label}.at_s = {at}: clips must be in "
+                              f"time order (clips[{k}] starts at {out[-1].at_s})")
+        stream = c.get("stream")
+        if stream is not None and (isinstance(stream, bool) or not isinstance(stream, int)
+                                   or not 0 <= stream <= 63):
+            raise where.error("tracks", i, "clips", f"{label}.stream: {stream!r} is not an "
+                              "audio stream number (0, 1, ...)")
+        p = (base / name).resolve()
+        if check_files:
+            _check_media(where, "tracks", i, "clips", p, stream)
+        out.append(Clip(path=p, at_s=float(at), stream=stream))
+    return tuple(out)
+
+
+def _check_media(where, table, index, key, file: Path, stream=None):
+    """A file or clip track's source must open and decode (SessionError naming it)."""
+    if not _is_video(file):
+        return _check_audio_file(where, index, file, key)
+    from .errors import SourceError
+    from .sources.media import open_media
+    if not file.exists():
+        raise where.error(table, index, key, f"{file}: no such file")
+    try:
+        open_media(file, stream).close()
+    except SourceError as e:
+        raise where.error(table, index, key, str(e)) from None
+
+
+def _check_video(where, file: Path):
+    """[output] video: a clip with a picture."""
+    if not file.exists():
+        raise where.error("output", None, "video", f"{file}: no such file")
+    from .video import VideoError, probe
+    try:
+        probe(file)
+    except VideoError as e:
+        raise where.error("output", None, "video", str(e)) from None
+
+
+def _check_audio_file(where, index, file: Path, key: str = "file"):
     import soundfile as sf
 
     if not file.exists():
-        raise where.error("tracks", index, "file", f"{file}: no such file")
+        raise where.error("tracks", index, key, f"{file}: no such file")
     try:
         info = sf.info(str(file))
     except Exception as e:  # libsndfile's reasons are short and specific
         reason = str(e).split(":")[-1].strip() or type(e).__name__
-        raise where.error("tracks", index, "file",
+        raise where.error("tracks", index, key,
                           f"{file}: not a readable audio file ({reason})") from None
     if info.channels > 2:
-        raise where.error("tracks", index, "file",
+        raise where.error("tracks", index, key,
                           f"{file}: has {info.channels} channels; livemix plays mono and "
                           "stereo files (mix it down to stereo first)")
     if info.frames == 0:
-        raise where.error("tracks", index, "file", f"{file}: contains no audio")
+        raise where.error("tracks", index, key, f"{file}: contains no audio")

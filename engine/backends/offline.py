@@ -22,7 +22,7 @@ from ..params import lin_to_db
 from ..rt.block import run_blocks
 from ..rt.rings import command_push
 from ..rt.state import allocate
-from ..sources.files import FileSource
+from ..sources.files import make_source
 
 CHUNK_S = 0.5
 SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT")
@@ -37,6 +37,7 @@ class RenderResult:
     seconds: float                  # wall time
     ceiling_samples: int            # samples the limiter reduced
     notices: list = field(default_factory=list)
+    natural_frames: int | None = None   # the session's own length (None: it loops)
 
     @property
     def duration_s(self) -> float:
@@ -53,11 +54,17 @@ class RenderResult:
 
 def default_duration_frames(sources) -> int:
     """The longest non-looping source, in session frames."""
-    lengths = [s.length_frames for s in sources if s is not None and s.length_frames is not None]
-    if not lengths:
+    n = natural_frames(sources)
+    if n is None:
         raise LivemixError("every track loops, so the render has no natural end: "
                            "give --duration SECONDS")
-    return max(lengths)
+    return n
+
+
+def natural_frames(sources) -> int | None:
+    """The longest non-looping source, in session frames; None if there is none."""
+    lengths = [s.length_frames for s in sources if s is not None and s.length_frames is not None]
+    return max(lengths) if lengths else None
 
 
 class Progress:
@@ -125,7 +132,7 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
         raise LivemixError(f"--blocksize {blocksize}: must be at least 1")
     chunk = max(blocksize, int(CHUNK_S * sr) // blocksize * blocksize)
     st = allocate(session, maxblock=blocksize, ring_frames=2 * chunk + 16384)
-    sources = [FileSource(t, sr) if t.file else None for t in session.tracks]
+    sources = [make_source(t, sr) for t in session.tracks]
     for t, pos in zip(session.tracks, st.src_pos):
         if t.input:
             pos[S_EOF] = 0        # a live input is silent in an offline render
@@ -181,4 +188,5 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
                        f"{st.clock[K_CMD_LATE]} late")
     return RenderResult(path=str(out_path), frames=total - min(total, start_frame), samplerate=sr,
                         peak_dbfs=lin_to_db(float(st.peak_hold.max())), seconds=seconds,
-                        ceiling_samples=int(st.clock[K_CEIL]), notices=notices)
+                        ceiling_samples=int(st.clock[K_CEIL]), notices=notices,
+                        natural_frames=natural_frames(sources))

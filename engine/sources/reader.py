@@ -31,14 +31,13 @@ def _reader_main(layout, session, conn) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from ..dsp.layout import S_EOF, S_READ, S_WRITE, EngineState
     from ..rt.shm import attach
-    from .files import FileSource
+    from .files import make_source
 
     arena, g = attach(layout, {"st": EngineState})
     st = g["st"]
     sr = session.engine.samplerate
     try:
-        sources = [FileSource(t, sr, true_peak=True) if t.file else None
-                   for t in session.tracks]
+        sources = [make_source(t, sr, true_peak=True) for t in session.tracks]
         for i, (src, ring, pos) in enumerate(zip(sources, st.src_ring, st.src_pos)):
             if src is not None:
                 src.fill(ring, pos)

@@ -1,0 +1,197 @@
+"""``livemix check CLIP ...``: triage of clips' native audio before it goes in a mix.
+
+Each clip's audio (a video clip's first audio stream, or an audio file) is
+decoded to a temporary float WAV and measured by ``engine.loudness.analyze``
+(integrated loudness, true peak, clipped runs, bursts, dropouts, DC offset),
+plus stretches of silence (momentary loudness under ``SILENCE_LUFS`` for at
+least ``SILENCE_MIN_S``). Then one verdict, with its reason:
+
+- ``replace``: the audio has artifacts (clipping, a burst, a dropout, a DC
+  offset), is silent for more than half its length, or the clip has no audio
+  at all: cut it and lay a clean ambience instead;
+- ``lower``: clean, but louder than the delivery target (integrated above the
+  target, a short-term passage more than ``PASSAGE_LU`` above it, or a true
+  peak over the ceiling): usable as a bed lowered by the whole dB given;
+- ``keep``: usable as it is.
+
+It is a report: the exit code is 0 whatever the verdicts, non-zero only when a
+clip cannot be read. Control thread (CLI).
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LivemixError, SourceError
+
+SILENCE_LUFS = -60.0        # momentary loudness under this is silence
+SILENCE_MIN_S = 1.0         # ... for at least this long
+MOSTLY_SILENT = 0.5         # silent for more than this fraction of the clip: replace
+PASSAGE_LU = 6.0            # short-term loudness this far over the target: an over-loud passage
+ARTIFACTS = ("clipping", "burst", "dropout", "dc_offset")
+VERDICTS = ("keep", "lower", "replace")
+
+
+def _decode_to_wav(path: Path, wav: Path) -> None:
+    """The clip's audio as a float WAV at its own rate (streamed, chunk by chunk)."""
+    import soundfile as sf
+
+    from .sources.media import open_media
+    m = open_media(path)
+    try:
+        with sf.SoundFile(str(wav), "w", m.samplerate, m.channels, "FLOAT") as out:
+            while True:
+                x = m.read(1 << 16)
+                if len(x) == 0:
+                    break
+                out.write(x)
+    finally:
+        m.close()
+
+
+def _silences(rows: np.ndarray, rate: int, duration_s: float) -> list[dict]:
+    """Stretches where momentary loudness stays under SILENCE_LUFS, as problems."""
+    if len(rows) == 0:
+        return []
+    with np.errstate(divide="ignore"):
+        level = -0.691 + 10.0 * np.log10(np.maximum(rows[:, 1], 1e-30))
+    quiet = level < SILENCE_LUFS
+    edges = np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]]))
+    out = []
+    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+        start = max(0.0, rows[a, 0] / rate - 0.4)      # a step covers the 400 ms before it
+        end = min(duration_s, rows[b - 1, 0] / rate)
+        if end - start >= SILENCE_MIN_S:
+            out.append({"kind": "silence", "start_s": round(start, 6), "end_s": round(end, 6),
+                        "detail": f"{end - start:.1f} s under {SILENCE_LUFS:.0f} LUFS"})
+    return out
+
+
+def _clock(s: float) -> str:
+    m, s = divmod(s, 60.0)
+    return f"{int(m):02d}:{s:06.3f}"
+
+
+def verdict(r: dict, target_lufs: float, ceiling_dbtp: float) -> tuple[str, str, float]:
+    """(verdict, reason, dB to lower by) of an analysis with silences added."""
+    counts = r["problem_counts"]
+    probs = r["problems"]
+    bad = [k for k in ARTIFACTS if counts.get(k)]
+    if bad:
+        parts = []
+        for k in bad:
+            first = next((p for p in probs if p["kind"] == k), None)
+            where = f" (first at {_clock(first['start_s'])}: {first['detail']})" if first else ""
+            parts.append(f"{counts[k]} {k.replace('_', ' ')}{'s' if counts[k] != 1 else ''}"
+                         f"{where}")
+        return "replace", "artifacts: " + "; ".join(parts), 0.0
+    silent = sum(p["end_s"] - p["start_s"] for p in probs if p["kind"] == "silence")
+    if r["integrated_lufs"] is None or silent > MOSTLY_SILENT * r["duration_s"]:
+        return ("replace", f"silent for {silent:.1f} of {r['duration_s']:.1f} s: nothing to "
+                "keep", 0.0)
+    over = []
+    i, st, tp = r["integrated_lufs"], r["short_term_max_lufs"], r["true_peak_dbtp"]
+    if i > target_lufs:
+        over.append((i - target_lufs, f"integrated {i:.1f} LUFS is {i - target_lufs:.1f} LU "
+                                      f"over the target {target_lufs:.0f}"))
+    if st is not None and st > target_lufs + PASSAGE_LU:
+        over.append((st - target_lufs - PASSAGE_LU,
+                     f"a passage reaches {st:.1f} LUFS short-term"))
+    if tp is not None and tp > ceiling_dbtp:
+        over.append((tp - ceiling_dbtp, f"true peak {tp:+.1f} dBTP is over the "
+                                        f"{ceiling_dbtp:+.0f} dBTP ceiling"))
+    if over:
+        need = max(math.ceil(d - 1e-9) for d, _ in over)
+        return ("lower", f"usable as a bed at -{need} dB: " + "; ".join(w for _, w in over),
+                float(need))
+    quiet = f"; {silent:.1f} s of silence" if silent else ""
+    return ("keep", f"clean: {i:.1f} LUFS, {tp:+.1f} dBTP, no artifacts{quiet}", 0.0)
+
+
+def check_clip(path, target_lufs: float = -14.0, ceiling_dbtp: float = -1.0) -> dict:
+    """The ``--json`` object of one clip. SourceError if it cannot be read (but a clip
+    without audio gets the verdict ``replace``)."""
+    from .loudness import analyze
+    path = Path(path)
+    base = {"clip": str(path)}
+    try:
+        with tempfile.TemporaryDirectory(prefix="livemix-check-") as tmp:
+            wav = Path(tmp) / "audio.wav"
+            _decode_to_wav(path, wav)
+            rows = []
+            r = analyze(wav, ceiling_dbtp=ceiling_dbtp, momentary=rows)
+    except SourceError as e:
+        if str(e).endswith("has no audio stream"):
+            return {**base, "verdict": "replace", "reason": "no audio stream: lay a clean "
+                    "ambience", "integrated_lufs": None, "true_peak_dbtp": None,
+                    "problems": [], "lower_db": 0.0}
+        raise
+    r["problems"] = sorted(r["problems"] + _silences(rows[0], r["samplerate"],
+                                                     r["duration_s"]),
+                           key=lambda p: (p["start_s"], p["kind"]))
+    for p in r["problems"]:
+        r["problem_counts"].setdefault(p["kind"], 0)
+    r["problem_counts"]["silence"] = sum(p["kind"] == "silence" for p in r["problems"])
+    if not r["problem_counts"]["silence"]:
+        del r["problem_counts"]["silence"]
+    v, reason, lower = verdict(r, target_lufs, ceiling_dbtp)
+    del r["file"]
+    return {**base, "verdict": v, "reason": reason, "lower_db": lower, **r}
+
+
+def check_lines(results: list[dict]) -> list[str]:
+    """The table ``livemix check`` prints, then each clip's problem passages."""
+    width = max([len(Path(r["clip"]).name) for r in results] + [4])
+    lines = [f"{'clip':<{width}}  {'verdict':<8} {'integrated':>11} {'true peak':>10}  reason"]
+    for r in results:
+        name = Path(r["clip"]).name
+        if "error" in r:
+            lines.append(f"{name:<{width}}  {'error':<8} {'':>11} {'':>10}  {r['error']}")
+            continue
+        i, tp = r["integrated_lufs"], r["true_peak_dbtp"]
+        lines.append(f"{name:<{width}}  {r['verdict']:<8} "
+                     f"{('-inf' if i is None else f'{i:.1f}') + ' LUFS':>11} "
+                     f"{('-inf' if tp is None else f'{tp:+.1f}') + ' dBTP':>10}  {r['reason']}")
+    for r in results:
+        for p in r.get("problems", [])[:20]:
+            lines.append(f"  {Path(r['clip']).name}: {_clock(p['start_s'])} - "
+                         f"{_clock(p['end_s'])}  {p['kind']:<15} {p['detail']}")
+    return lines
+
+
+def cmd_check(args) -> int:
+    import json
+    import sys
+
+    from .targets import PRESETS
+    target, ceiling = PRESETS[args.preset]
+    results, failed = [], False
+    for clip in args.clips:
+        try:
+            results.append(check_clip(clip, target, ceiling))
+        except LivemixError as e:
+            failed = True
+            results.append({"clip": clip, "error": str(e)})
+            print(f"livemix: error: {e}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print("\n".join(check_lines(results)))
+    return 2 if failed else 0
+
+
+def add_check_parser(sub):
+    """Add ``check`` to the CLI's subparsers."""
+    from .targets import PRESETS
+    p = sub.add_parser("check", help="triage clips' native audio: keep, lower or replace")
+    p.add_argument("clips", nargs="+", metavar="CLIP",
+                   help="video clips (.mp4, .mov, .mkv, .webm) or audio files")
+    p.add_argument("--preset", choices=tuple(PRESETS), default="web",
+                   help="delivery target the levels are judged against (default web: "
+                        f"{PRESETS['web'][0]:g} LUFS, {PRESETS['web'][1]:g} dBTP)")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per clip")
+    p.set_defaults(func=cmd_check)
+    return p

@@ -1,0 +1,261 @@
+"""Decoders: audio files (libsndfile) and the audio of video clips (PyAV / FFmpeg).
+
+Both give the same small interface, so a track's source does not care where
+its samples come from::
+
+    m = open_media(path, stream=None)   # SourceError naming the path if unusable
+    m.samplerate, m.channels, m.frames  # Hz, 1 or 2, frames (None: unknown)
+    x = m.read(n)                       # (k, channels) float32, k <= n; k == 0 at the end
+    m.rewind(); m.close()
+
+A video clip's audio stream (MP4, MOV, MKV, WebM; AAC, Opus, PCM, AC-3, any
+codec FFmpeg decodes) is decoded packet by packet, converted to float and
+folded to stereo by FFmpeg's swresample (a 5.1 AC-3 stream gets FFmpeg's
+standard downmix), and placed on the clip's timeline: silence before a stream
+that starts late, nothing before time 0, nothing past the stream's declared
+duration (the encoder's padding of the last frame). Memory: one decoded frame
+and what ``read`` asks for. Producer threads / processes only.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SourceError
+
+VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
+
+
+def is_video(path) -> bool:
+    """True when ``path`` is decoded through PyAV (by its extension)."""
+    return Path(path).suffix.lower() in VIDEO_EXTS
+
+
+def open_media(path, stream: int | None = None):
+    """A decoder for an audio file or a video clip's audio stream ``stream``
+    (counted from 0 among the clip's audio streams, as ffmpeg's ``0:a:N``)."""
+    path = Path(path)
+    if not path.exists():
+        raise SourceError(f"{path}: no such file")
+    if path.is_dir():
+        raise SourceError(f"{path}: is a directory")
+    if is_video(path):
+        return VideoAudio(path, stream)
+    if stream is not None:
+        raise SourceError(f"{path}: stream = {stream} is for video clips")
+    return SoundFileAudio(path)
+
+
+class SoundFileAudio:
+    """An audio file through libsndfile."""
+
+    def __init__(self, path: Path):
+        import soundfile as sf
+        self.path = path
+        try:
+            self._f = sf.SoundFile(str(path))
+        except Exception as e:
+            reason = str(e).split("': ")[-1].strip() or type(e).__name__
+            raise SourceError(f"{path}: cannot open as audio ({reason.rstrip('.')})") from None
+        if self._f.channels > 2:
+            self._f.close()
+            raise SourceError(f"{path}: has {self._f.channels} channels (livemix plays mono "
+                              "and stereo files; mix it down to stereo first)")
+        self.samplerate = self._f.samplerate
+        self.channels = self._f.channels
+        self.frames = self._f.frames
+        self.notices: list[str] = []
+
+    def read(self, n: int) -> np.ndarray:
+        try:
+            return self._f.read(n, dtype="float32", always_2d=True)
+        except Exception as e:
+            raise SourceError(f"{self.path}: read failed ({e})") from None
+
+    def rewind(self) -> None:
+        self._f.seek(0)
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _av():
+    try:
+        import av
+    except ImportError:   # pragma: no cover - a dependency of the package
+        raise SourceError("video clips need PyAV: pip install av") from None
+    av.logging.set_level(av.logging.PANIC)   # errors reach the user as one line from us
+    return av
+
+
+def _reason(e: Exception) -> str:
+    text = getattr(e, "strerror", None) or str(e)
+    return text.split(": '")[0].strip().rstrip(".") or type(e).__name__
+
+
+def audio_streams(container) -> list[str]:
+    """One line per audio stream of an open container: 'N: codec, channels, rate'."""
+    out = []
+    for i, s in enumerate(container.streams.audio):
+        cc = s.codec_context
+        lang = s.metadata.get("language")
+        out.append(f"{i}: {cc.name if cc else '?'} {s.channels} ch {s.rate} Hz"
+                   + (f" {lang}" if lang else ""))
+    return out
+
+
+class VideoAudio:
+    """One audio stream of a video clip, decoded as a stream."""
+
+    def __init__(self, path: Path, stream: int | None):
+        self.path = path
+        self.index = 0 if stream is None else int(stream)
+        self.notices: list[str] = []
+        self.corrupt_packets = 0
+        self._open()
+
+    def _open(self) -> None:
+        av = _av()
+        path = self.path
+        try:
+            self._c = av.open(str(path))
+        except Exception as e:
+            raise SourceError(f"{path}: not a readable video ({_reason(e)})") from None
+        audio = self._c.streams.audio
+        if not audio:
+            self._c.close()
+            raise SourceError(f"{path}: has no audio stream")
+        if self.index >= len(audio) or self.index < 0:
+            have = "; ".join(audio_streams(self._c))
+            self._c.close()
+            raise SourceError(f"{path}: stream = {self.index}, but the clip has "
+                              f"{len(audio)} audio stream{'s' if len(audio) != 1 else ''} "
+                              f"(counted from 0: {have})")
+        s = self._s = audio[self.index]
+        cc = s.codec_context
+        if cc is None or not s.rate:
+            name = s.codec.name if getattr(s, "codec", None) else "unknown"
+            self._c.close()
+            raise SourceError(f"{path}: audio stream {self.index} ({name}) cannot be decoded")
+        self.samplerate = int(s.rate)
+        self.channels = 1 if s.channels == 1 else 2
+        self.codec = cc.name
+        tb = s.time_base or Fraction(1, self.samplerate)
+        self._tb = tb
+        start = s.start_time or 0
+        if s.duration:
+            self.frames = round((s.duration) * tb * self.samplerate)
+        elif self._c.duration:
+            self.frames = round(self._c.duration / 1_000_000 * self.samplerate)
+        else:
+            self.frames = None
+        self._origin = round(start * tb * self.samplerate)   # first sample's clip frame
+        self._resampler = av.AudioResampler(format="fltp",
+                                            layout="mono" if self.channels == 1 else "stereo",
+                                            rate=self.samplerate)
+        self._frames = self._decode()
+        self._pending = np.zeros((0, self.channels), np.float32)
+        self._pos = 0          # clip frames handed out so far
+        self._end = False
+        # Decode the first frame now: an unsupported codec fails here, naming the clip.
+        self._fill(1)
+        if self._end and self._pos == 0 and len(self._pending) == 0:
+            self.close()
+            raise SourceError(f"{path}: audio stream {self.index} ({self.codec}) holds no "
+                              "decodable audio")
+
+    def _decode(self):
+        av = _av()
+        for packet in self._c.demux(self._s):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as e:
+                if packet.size == 0:
+                    continue
+                self.corrupt_packets += 1
+                if self.corrupt_packets == 1:
+                    self.notices.append(f"{self.path}: corrupt audio skipped ({_reason(e)})")
+                if self.corrupt_packets > 50 and self._pos == 0:
+                    raise SourceError(f"{self.path}: audio stream {self.index} "
+                                      f"({self.codec}) cannot be decoded "
+                                      f"({_reason(e)})") from None
+                continue
+            for frame in frames:
+                for out in self._resampler.resample(frame):
+                    yield out
+        for out in self._resampler.resample(None):
+            yield out
+
+    def _fill(self, n: int) -> None:
+        """Decode until ``n`` frames are pending or the stream ends."""
+        parts = [self._pending]
+        have = len(self._pending)
+        while have < n and not self._end:
+            try:
+                frame = next(self._frames)
+            except StopIteration:
+                self._end = True
+                break
+            except SourceError:
+                raise
+            except Exception as e:
+                raise SourceError(f"{self.path}: audio decode failed ({_reason(e)})") from None
+            x = frame.to_ndarray().T
+            if frame.pts is not None:            # place the frame on the clip's timeline
+                at = round(frame.pts * frame.time_base * self.samplerate) - self._origin
+                due = self._pos + have
+                if at > due:                     # a gap (or a late start): silence
+                    parts.append(np.zeros((at - due, self.channels), np.float32))
+                    have += at - due
+                elif at < due and due - at < len(x) and self._pos + have == 0:
+                    x = x[due - at:]             # samples before time 0
+            parts.append(np.ascontiguousarray(x, dtype=np.float32))
+            have += len(x)
+        self._pending = np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def read(self, n: int) -> np.ndarray:
+        self._fill(n)
+        x, self._pending = self._pending[:n], self._pending[n:]
+        if self.frames is not None and self._pos + len(x) > self.frames:
+            x = x[:max(0, self.frames - self._pos)]   # the last frame's padding
+            self._pending = self._pending[:0]
+            self._end = True
+        self._pos += len(x)
+        return x
+
+    def rewind(self) -> None:
+        self.close()
+        self._open()
+
+    def close(self) -> None:
+        try:
+            self._c.close()
+        except Exception:
+            pass
+
+
+def measure(path, stream: int | None = None):
+    """(integrated loudness LUFS, frames, sample rate Hz) of a file or clip's audio,
+    decoded once. Producer side (start of a render or the reader process)."""
+    from ..dsp.meters import integrated_lufs, meter_feed, new_meter
+    m = open_media(path, stream)
+    chunk = 65536
+    try:
+        meter = new_meter(m.samplerate, m.channels, chunk)
+        buf = np.zeros((m.channels, chunk), np.float32)
+        total = 0
+        while True:
+            x = m.read(chunk)
+            if len(x) == 0:
+                break
+            buf[:, :len(x)] = x.T
+            bad = ~np.isfinite(buf[:, :len(x)])
+            if bad.any():
+                buf[:, :len(x)][bad] = 0.0
+            meter_feed(meter, buf, 0, len(x))
+            total += len(x)
+        return integrated_lufs(meter), total, m.samplerate
+    finally:
+        m.close()

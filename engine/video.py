@@ -1,0 +1,367 @@
+"""Delivering a video: the mix muxed into a copy of the picture (PyAV / FFmpeg).
+
+``mux(videos, audio, out)`` writes ``out`` (.mp4, .m4v, .mov, .mkv or .webm)
+with:
+
+- the video stream of ``videos`` copied packet for packet, never re-encoded;
+  several clips are joined in order (their timestamps shifted by the length of
+  the clips before them), which a stream copy allows only when they were
+  encoded alike (same codec, size, pixel format and codec headers);
+- the mix as the default audio stream, encoded as AAC at 256 kb/s (Opus for
+  WebM, the container's natural codec), exactly as long as the video: a mix
+  that runs longer is cut at the video's end, a shorter one is padded with
+  silence, and the result says which;
+- with ``keep_native``, the clips' own audio (each clip's first audio stream,
+  packets copied) as a second audio stream that is not the default (a
+  player's audio menu still offers it; MP4 marks the track disabled).
+
+Packets of all streams are interleaved in time order as they are written, so
+memory stays at one packet per stream whatever the video's length.
+
+``deliver_render`` (``livemix render SESSION -o final.mp4``) renders the
+session offline to a temporary float WAV as long as the video, then muxes;
+``python -m engine.video TAKE.json`` does the same for a take of ``livemix
+run`` (the live engine starts it in a subprocess after each take when the
+session has ``[output] video``). Control threads / child processes only.
+"""
+from __future__ import annotations
+
+import argparse
+import heapq
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LivemixError
+
+VIDEO_OUTPUTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm")
+AUDIO_BITRATE = 256_000            # bits per second of the mix
+AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000)
+CHUNK = 1 << 15                    # mix frames encoded at a time
+
+
+class VideoError(LivemixError):
+    """A video that cannot be read or written."""
+
+
+def _av():
+    import av
+    av.logging.set_level(av.logging.PANIC)
+    return av
+
+
+def _reason(e: Exception) -> str:
+    text = getattr(e, "strerror", None) or str(e)
+    return text.split(": '")[0].strip().rstrip(".") or type(e).__name__
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    duration_s: float          # of the video stream
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str
+    extradata: bytes
+    time_base: Fraction
+    audio: tuple[str, ...]     # codecs of its audio streams
+
+    def describe(self) -> str:
+        return f"{self.codec} {self.width}x{self.height} {self.pix_fmt}"
+
+
+def _duration(c, s) -> float:
+    """The video stream's length in seconds: its declared duration, else the end of
+    its last packet (Matroska and WebM often declare none)."""
+    if s.duration:
+        return float(s.duration * s.time_base)
+    end = 0
+    for p in c.demux(s):
+        if p.pts is not None:
+            end = max(end, p.pts + (p.duration or 0))
+    return float(end * s.time_base) if end else float((c.duration or 0) / 1_000_000)
+
+
+def probe(path) -> VideoInfo:
+    """The picture of a clip; VideoError naming it if it has none or cannot be read."""
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(f"{path}: no such file")
+    av = _av()
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise VideoError(f"{path}: has no video stream")
+            s = c.streams.video[0]
+            cc = s.codec_context
+            return VideoInfo(path=path, duration_s=_duration(c, s),
+                             codec=cc.name, width=cc.width, height=cc.height,
+                             pix_fmt=str(cc.format.name if cc.format else "?"),
+                             extradata=bytes(cc.extradata or b""), time_base=s.time_base,
+                             audio=tuple(a.codec_context.name for a in c.streams.audio
+                                         if a.codec_context))
+    except VideoError:
+        raise
+    except Exception as e:
+        raise VideoError(f"{path}: not a readable video ({_reason(e)})") from None
+
+
+def joinable(infos: list[VideoInfo]) -> None:
+    """VideoError unless the clips can be joined by stream copy."""
+    first = infos[0]
+    for v in infos[1:]:
+        if (v.codec, v.width, v.height, v.pix_fmt, v.extradata) != \
+                (first.codec, first.width, first.height, first.pix_fmt, first.extradata):
+            why = (f"{v.describe()} vs {first.describe()}" if v.describe() != first.describe()
+                   else "different encoder settings")
+            raise VideoError(f"{v.path}: cannot be joined to {first.path.name} without "
+                             f"re-encoding ({why}); join the clips into one video first")
+
+
+@dataclass
+class MuxResult:
+    path: Path
+    duration_s: float          # the video's
+    audio_codec: str
+    mix_s: float               # length of the mix given (from its first frame)
+    offset_s: float            # where the mix starts in the video
+    native: bool
+    notes: list = field(default_factory=list)
+
+    def fit(self) -> str:
+        """What was done to the mix's length, in words."""
+        end = self.offset_s + self.mix_s
+        lead = f"silence for the first {self.offset_s:.3f} s, " if self.offset_s > 0 else ""
+        if end > self.duration_s + 1e-6:
+            return f"{lead}the mix cut at the video's end ({end - self.duration_s:.3f} s unused)"
+        if end < self.duration_s - 1e-6:
+            return f"{lead}the mix padded with {self.duration_s - end:.3f} s of silence"
+        return f"{lead}the mix exactly as long as the video".replace(", the", ", then the")
+
+    def summary(self) -> str:
+        return (f"{self.path}: video copied ({self.duration_s:.3f} s), mix as "
+                f"{self.audio_codec} {AUDIO_BITRATE // 1000} kb/s"
+                + (", native audio kept as a second stream" if self.native else "")
+                + f"; {self.fit()}")
+
+
+def _copy_packets(c, s, out_stream, offset_s: float, end_s: float | None):
+    """(time s, packet) of stream ``s`` shifted by ``offset_s``, for muxing as
+    ``out_stream``; packets starting at or after ``end_s`` (clip time) are left out."""
+    shift = round(Fraction(offset_s).limit_denominator(10**9) / s.time_base)
+    for p in c.demux(s):
+        if p.dts is None and p.pts is None:
+            continue                        # the demuxer's flush packet
+        if end_s is not None and p.pts is not None and p.pts * s.time_base >= end_s:
+            continue
+        if p.pts is not None:
+            p.pts += shift
+        if p.dts is not None:
+            p.dts += shift
+        p.stream = out_stream
+        t = (p.dts if p.dts is not None else p.pts) * s.time_base
+        yield float(t), p
+
+
+def _mix_packets(read, total: int, offset: int, rate: int, channels: int, stream):
+    """(time s, packet) of the mix encoded: ``offset`` frames of silence, then
+    ``read(n)`` until ``total`` frames (padding with silence when it runs out)."""
+    av = _av()
+    layout = "mono" if channels == 1 else "stereo"
+    pos = 0
+    while pos < total:
+        n = min(CHUNK, total - pos)
+        x = np.zeros((n, channels), np.float32)
+        lead = max(0, min(n, offset - pos))
+        if lead < n:
+            y = read(n - lead)
+            x[lead:lead + len(y)] = y
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x.T), format="fltp",
+                                           layout=layout)
+        frame.sample_rate = rate
+        frame.pts = pos
+        frame.time_base = Fraction(1, rate)
+        for p in stream.encode(frame):
+            yield float(p.pts * p.time_base) if p.pts is not None else 0.0, p
+        pos += n
+    for p in stream.encode(None):
+        yield float(p.pts * p.time_base) if p.pts is not None else float(total / rate), p
+
+
+def mux(videos, audio_path, out_path, keep_native: bool = False, offset_frames: int = 0,
+        audio_parts=None) -> MuxResult:
+    """Write ``out_path``: the picture of ``videos`` (joined), the mix from
+    ``audio_path`` (any soundfile-readable file; or ``audio_parts``, a list of
+    files played one after another) starting ``offset_frames`` into the video,
+    and with ``keep_native`` the clips' own audio."""
+    import soundfile as sf
+    av = _av()
+    out_path = Path(out_path)
+    ext = out_path.suffix.lower()
+    if ext not in VIDEO_OUTPUTS:
+        raise VideoError(f"{out_path}: a video needs one of {', '.join(VIDEO_OUTPUTS)}")
+    infos = [probe(v) for v in videos]
+    joinable(infos)
+    starts, t = [], 0.0
+    for v in infos:
+        starts.append(t)
+        t += v.duration_s
+    duration = t
+    parts = list(audio_parts or [audio_path])
+    files = []
+    try:
+        for p in parts:
+            try:
+                files.append(sf.SoundFile(str(p)))
+            except Exception as e:
+                raise VideoError(f"{p}: cannot read the mix ({_reason(e)})") from None
+        rate, channels = files[0].samplerate, min(2, files[0].channels)
+        mix_frames = sum(f.frames for f in files)
+        total = round(duration * rate)
+        current = [0]
+
+        def read(n):
+            while current[0] < len(files):
+                y = files[current[0]].read(n, dtype="float32", always_2d=True)
+                if len(y):
+                    return y[:, :channels]
+                current[0] += 1
+            return np.zeros((0, channels), np.float32)
+
+        codec = "libopus" if ext == ".webm" else "aac"
+        enc_rate = 48000 if codec == "libopus" else (rate if rate in AAC_RATES else 48000)
+        ins = [av.open(str(v)) for v in videos]
+        tmp = out_path.with_name(f".{out_path.name}.part")
+        try:
+            out = av.open(str(tmp), "w", format=_format(ext))
+        except Exception as e:
+            raise VideoError(f"{out_path}: cannot write ({_reason(e)})") from None
+        try:
+            try:
+                vout = out.add_stream_from_template(ins[0].streams.video[0])
+                aout = out.add_stream(codec, rate=enc_rate,
+                                      layout="mono" if channels == 1 else "stereo")
+                aout.bit_rate = AUDIO_BITRATE
+                nout = None
+                if keep_native and ins[0].streams.audio:
+                    nout = out.add_stream_from_template(ins[0].streams.audio[0])
+            except Exception as e:
+                raise VideoError(f"{out_path}: {ext[1:].upper()} cannot hold this video "
+                                 f"({infos[0].codec}): {_reason(e)}; use .mp4 or "
+                                 ".mkv") from None
+            aout.disposition = av.stream.Disposition.default
+            if nout is not None:
+                nout.disposition = 0
+                nout.metadata["title"] = "native audio (original)"
+            aout.metadata["title"] = "livemix mix"
+            gens = [_copy_packets(c, c.streams.video[0], vout, s, None)
+                    for c, s in zip(ins, starts)]
+            if nout is not None:          # a second demuxer per clip for its audio
+                ins += [av.open(str(v)) for v in videos]
+                gens += [_copy_packets(c, c.streams.audio[0], nout, s, v.duration_s)
+                         for c, s, v in zip(ins[len(videos):], starts, infos)
+                         if c.streams.audio]
+            gens.append(_mix_packets(read, total, offset_frames, rate,
+                                     channels, aout))
+            try:
+                for _, p in heapq.merge(*gens, key=lambda tp: tp[0]):
+                    out.mux(p)
+            except Exception as e:
+                raise VideoError(f"{out_path}: writing failed ({_reason(e)})") from None
+        finally:
+            out.close()
+            for c in ins:
+                c.close()
+        os.replace(tmp, out_path)
+    finally:
+        for f in files:
+            f.close()
+        tmp = out_path.with_name(f".{out_path.name}.part")
+        if tmp.exists():
+            tmp.unlink()
+    return MuxResult(path=out_path, duration_s=duration,
+                     audio_codec="Opus" if codec == "libopus" else "AAC",
+                     mix_s=mix_frames / rate, offset_s=offset_frames / rate,
+                     native=nout is not None)
+
+
+def _format(ext: str) -> str:
+    return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",
+            ".webm": "webm"}[ext]
+
+
+def check_output(session, out_path) -> None:
+    """LivemixError unless ``out_path`` can be a video render of ``session``."""
+    ext = Path(out_path).suffix.lower()
+    if ext in VIDEO_OUTPUTS and not session.output.video:
+        raise LivemixError(f"{out_path}: a video render needs the picture: add [output] "
+                           f"video = \"clip.mp4\" to {session.path.name}")
+
+
+def deliver_render(session, out_path, render_kwargs: dict) -> tuple:
+    """``livemix render SESSION -o final.mp4``: render as long as the video, mux.
+    Returns (RenderResult, MuxResult)."""
+    from .backends.offline import render
+    infos = [probe(v) for v in session.output.video]
+    joinable(infos)
+    duration = sum(v.duration_s for v in infos)
+    out_path = Path(out_path)
+    with tempfile.TemporaryDirectory(prefix="livemix-", dir=out_path.parent) as tmp:
+        wav = Path(tmp) / "mix.wav"
+        result = render(session, str(wav), duration_s=duration, subtype="FLOAT",
+                        **render_kwargs)
+        muxed = mux(session.output.video, wav, out_path, session.output.keep_native)
+    if result.natural_frames is not None:       # say what the video's length did to it
+        muxed.mix_s = result.natural_frames / result.samplerate
+    result.path = str(out_path)
+    return result, muxed
+
+
+# --- takes -----------------------------------------------------------------------
+
+def deliver_take(sidecar_path, out_path=None) -> MuxResult:
+    """The video of a take of ``livemix run``: the take's master audio placed at its
+    session frame in the session's ``[output] video``."""
+    from .report import load_sidecar, master_paths
+    from .session import load_session
+    data = load_sidecar(sidecar_path)
+    session_file = data.get("session")
+    if not session_file:
+        raise VideoError(f"{sidecar_path}: the take does not name its session")
+    session = load_session(session_file, check_files=False)
+    if not session.output.video:
+        raise VideoError(f"{session.path}: no [output] video to deliver the take into")
+    parts = [p for p, _ in master_paths(sidecar_path, data)]
+    out = Path(out_path) if out_path else Path(sidecar_path).with_suffix(".mp4")
+    return mux(session.output.video, None, out, session.output.keep_native,
+               offset_frames=int(data.get("start_frame") or 0), audio_parts=parts)
+
+
+def main(argv=None) -> int:
+    """``python -m engine.video TAKE.json [-o OUT.mp4]``: prints the video's summary;
+    errors as one line on stderr, exit 1. Runs at nice +10 (next to a live engine)."""
+    p = argparse.ArgumentParser(prog="python -m engine.video",
+                                description="Mux a take's mix into the session's video.")
+    p.add_argument("take", metavar="TAKE.json")
+    p.add_argument("-o", "--output", metavar="OUT.mp4")
+    args = p.parse_args(argv)
+    try:
+        os.nice(10)
+    except (AttributeError, OSError):
+        pass
+    try:
+        print(deliver_take(args.take, args.output).summary())
+    except LivemixError as e:
+        print(f"livemix video: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
