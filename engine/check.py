@@ -129,14 +129,18 @@ def check_clip(path, target_lufs: float = -14.0, ceiling_dbtp: float = -1.0) -> 
                     "ambience", "integrated_lufs": None, "true_peak_dbtp": None,
                     "problems": [], "lower_db": 0.0}
         raise
-    r["problems"] = sorted(r["problems"] + _silences(rows[0], r["samplerate"],
-                                                     r["duration_s"]),
-                           key=lambda p: (p["start_s"], p["kind"]))
+    # digital silence of a second or more is a silence, not a dropout (an artifact)
+    probs = [p for p in r["problems"] if not (p["kind"] == "dropout"
+                                               and p["end_s"] - p["start_s"] >= SILENCE_MIN_S)]
+    probs += _silences(rows[0], r["samplerate"], r["duration_s"])
+    r["problems"] = sorted(probs, key=lambda p: (p["start_s"], p["kind"]))
+    counts = {}
     for p in r["problems"]:
-        r["problem_counts"].setdefault(p["kind"], 0)
-    r["problem_counts"]["silence"] = sum(p["kind"] == "silence" for p in r["problems"])
-    if not r["problem_counts"]["silence"]:
-        del r["problem_counts"]["silence"]
+        counts[p["kind"]] = counts.get(p["kind"], 0) + 1
+    for kind, n in r["problem_counts"].items():     # beyond the listed ones
+        if kind != "dropout":
+            counts[kind] = max(n, counts.get(kind, 0))
+    r["problem_counts"] = counts
     v, reason, lower = verdict(r, target_lufs, ceiling_dbtp)
     del r["file"]
     return {**base, "verdict": v, "reason": reason, "lower_db": lower, **r}

@@ -75,6 +75,8 @@ class Summary:
     stopped_reason: str | None = None
     reports: list = field(default_factory=list)
     loudness: dict | None = None      # the last take's figures
+    videos: list = field(default_factory=list)   # the takes muxed into [output] video
+
     def lines(self) -> list[str]:
         under = sum(self.underruns.values())
         out = [f"ran {self.duration_s:.2f} s ({self.frames} frames) on {self.backend}: "
@@ -94,6 +96,8 @@ class Summary:
                        f"max short-term {_num(f['short_term_max_lufs'])} LUFS")
         for png in self.reports:
             out.append(f"take report: {png}")
+        for line in self.videos:
+            out.append(f"take video: {line}")
         if self.stopped_reason:
             out.append(f"recording stopped: {self.stopped_reason}")
         if self.dropped_frames:
@@ -126,7 +130,8 @@ class LiveEngine:
         self.report = report                # draw <take>.png after each take
         self.take_loudness = None           # the last take's loudness figures
         self.reports: list[str] = []        # the PNGs drawn
-        self._report_procs = []
+        self.videos: list[str] = []         # the takes muxed into the session's video
+        self._jobs = []                     # (kind, child process) after each take
         self._take_lock = threading.Lock()
         self._cmd_lock = threading.Lock()
         self._stop_readers = threading.Event()
@@ -447,21 +452,25 @@ class LiveEngine:
         self.recorder = None
         if result.paths:
             self.takes.append(str(result.paths[0]))
-            if result.frames > 0 and result.sidecar is not None and self.report:
-                self._start_report(result.sidecar)
+            if result.frames > 0 and result.sidecar is not None:
+                if self.report:
+                    self._start_job("report", result.sidecar)
+                if self.session.output.video:
+                    self._start_job("video", result.sidecar)
         return result
 
-    def _start_report(self, sidecar) -> None:
-        """Draw <take>.png in a child process (matplotlib stays out of this one)."""
+    def _start_job(self, kind: str, sidecar) -> None:
+        """After a take, in a child process (matplotlib and FFmpeg stay out of this one):
+        "report" draws <take>.png, "video" muxes the take into [output] video."""
         import subprocess
-        proc = subprocess.Popen([sys.executable, "-m", "engine.report", str(sidecar)],
+        proc = subprocess.Popen([sys.executable, "-m", f"engine.{kind}", str(sidecar)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self._report_procs.append(proc)
+        self._jobs.append((kind, proc))
 
-    def _wait_reports(self) -> None:
-        """Wait for the take reports still being drawn; note each PNG or failure."""
+    def _wait_jobs(self) -> None:
+        """Wait for the take reports and videos still being made; note each or its failure."""
         import subprocess
-        for proc in self._report_procs:
+        for kind, proc in self._jobs:
             try:
                 out, err = proc.communicate(timeout=REPORT_TIMEOUT_S)
             except subprocess.TimeoutExpired:
@@ -469,11 +478,11 @@ class LiveEngine:
                 out, err = proc.communicate()
                 err = f"took longer than {REPORT_TIMEOUT_S:.0f} s"
             if proc.returncode == 0 and out.strip():
-                self.reports.append(out.strip())
+                (self.reports if kind == "report" else self.videos).append(out.strip())
             else:
                 last = (err or "").strip().splitlines()[-1:] or ["no reason given"]
-                self.say(f"livemix: take report not written: {last[0][:300]}")
-        self._report_procs = []
+                self.say(f"livemix: take {kind} not written: {last[0][:300]}")
+        self._jobs = []
 
     def toggle_record(self) -> bool:
         """Start a new take, or finish the one running (the UI's `r`, a controller's
@@ -503,7 +512,7 @@ class LiveEngine:
                 reason = result.stopped_reason
             elif self.takes:
                 take = self.takes[-1]
-        self._wait_reports()
+        self._wait_jobs()
         summary = self._summary(take, reason)
         self.backend = None
         self.recorder = None
@@ -548,4 +557,5 @@ class LiveEngine:
             backend=h["backend"] or "none",
             device=h["device"] or "?",
             take=take, events=list(self.events), stopped_reason=reason,
-            reports=list(self.reports), loudness=self.take_loudness)
+            reports=list(self.reports), loudness=self.take_loudness,
+            videos=list(self.videos))

@@ -7,8 +7,8 @@ with:
   several clips are joined in order (their timestamps shifted by the length of
   the clips before them), which a stream copy allows only when they were
   encoded alike (same codec, size, pixel format and codec headers);
-- the mix as the default audio stream, encoded as AAC at 256 kb/s (Opus for
-  WebM, the container's natural codec), exactly as long as the video: a mix
+- the mix as the default audio stream, encoded at 256 kb/s as AAC in MP4 and
+  MOV, as Opus in Matroska and WebM (see MATROSKA), exactly as long as the video: a mix
   that runs longer is cut at the video's end, a shorter one is padded with
   silence, and the result says which;
 - with ``keep_native``, the clips' own audio (each clip's first audio stream,
@@ -40,6 +40,10 @@ import numpy as np
 from .errors import LivemixError
 
 VIDEO_OUTPUTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm")
+# Matroska / WebM get Opus: its encoder delay (pre-skip) is in its header, whereas
+# FFmpeg's Matroska muxer cannot signal AAC's 1024-sample priming, which would play
+# the mix 21 ms late against the picture. MP4 / MOV carry AAC's delay in an edit list.
+MATROSKA = (".mkv", ".webm")
 AUDIO_BITRATE = 256_000            # bits per second of the mix
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000)
 CHUNK = 1 << 15                    # mix frames encoded at a time
@@ -63,7 +67,8 @@ def _reason(e: Exception) -> str:
 @dataclass(frozen=True)
 class VideoInfo:
     path: Path
-    duration_s: float          # of the video stream
+    duration_s: float          # of the video stream, from its first picture
+    start_s: float             # time of its first picture in the container (often 0)
     codec: str
     width: int
     height: int
@@ -76,16 +81,23 @@ class VideoInfo:
         return f"{self.codec} {self.width}x{self.height} {self.pix_fmt}"
 
 
+def start_s(s) -> float:
+    """Container time of a stream's first packet, seconds."""
+    return float(s.start_time * s.time_base) if s.start_time is not None else 0.0
+
+
 def _duration(c, s) -> float:
-    """The video stream's length in seconds: its declared duration, else the end of
-    its last packet (Matroska and WebM often declare none)."""
+    """The video stream's length in seconds: its declared duration, else from its first
+    picture to the end of its last packet (Matroska and WebM often declare none)."""
     if s.duration:
         return float(s.duration * s.time_base)
-    end = 0
+    end = None
     for p in c.demux(s):
         if p.pts is not None:
-            end = max(end, p.pts + (p.duration or 0))
-    return float(end * s.time_base) if end else float((c.duration or 0) / 1_000_000)
+            end = max(end or 0, p.pts + (p.duration or 0))
+    if end is None:
+        return float((c.duration or 0) / 1_000_000)
+    return float(end * s.time_base) - start_s(s)
 
 
 def probe(path) -> VideoInfo:
@@ -100,7 +112,7 @@ def probe(path) -> VideoInfo:
                 raise VideoError(f"{path}: has no video stream")
             s = c.streams.video[0]
             cc = s.codec_context
-            return VideoInfo(path=path, duration_s=_duration(c, s),
+            return VideoInfo(path=path, duration_s=_duration(c, s), start_s=start_s(s),
                              codec=cc.name, width=cc.width, height=cc.height,
                              pix_fmt=str(cc.format.name if cc.format else "?"),
                              extradata=bytes(cc.extradata or b""), time_base=s.time_base,
@@ -153,7 +165,8 @@ class MuxResult:
 
 def _copy_packets(c, s, out_stream, offset_s: float, end_s: float | None):
     """(time s, packet) of stream ``s`` shifted by ``offset_s``, for muxing as
-    ``out_stream``; packets starting at or after ``end_s`` (clip time) are left out."""
+    ``out_stream``; packets starting at or after ``end_s`` (container time of the
+    clip) are left out."""
     shift = round(Fraction(offset_s).limit_denominator(10**9) / s.time_base)
     for p in c.demux(s):
         if p.dts is None and p.pts is None:
@@ -169,9 +182,11 @@ def _copy_packets(c, s, out_stream, offset_s: float, end_s: float | None):
         yield float(t), p
 
 
-def _mix_packets(read, total: int, offset: int, rate: int, channels: int, stream):
-    """(time s, packet) of the mix encoded: ``offset`` frames of silence, then
-    ``read(n)`` until ``total`` frames (padding with silence when it runs out)."""
+def _mix_packets(read, total: int, offset: int, rate: int, channels: int, stream,
+                 t0: int = 0):
+    """(time s, packet) of the mix encoded from container frame ``t0`` (the first
+    picture): ``offset`` frames of silence, then ``read(n)`` until ``total`` frames
+    (padding with silence when it runs out)."""
     av = _av()
     layout = "mono" if channels == 1 else "stereo"
     pos = 0
@@ -185,13 +200,13 @@ def _mix_packets(read, total: int, offset: int, rate: int, channels: int, stream
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x.T), format="fltp",
                                            layout=layout)
         frame.sample_rate = rate
-        frame.pts = pos
+        frame.pts = t0 + pos
         frame.time_base = Fraction(1, rate)
         for p in stream.encode(frame):
             yield float(p.pts * p.time_base) if p.pts is not None else 0.0, p
         pos += n
     for p in stream.encode(None):
-        yield float(p.pts * p.time_base) if p.pts is not None else float(total / rate), p
+        yield float(p.pts * p.time_base) if p.pts is not None else (t0 + total) / rate, p
 
 
 def mux(videos, audio_path, out_path, keep_native: bool = False, offset_frames: int = 0,
@@ -234,7 +249,7 @@ def mux(videos, audio_path, out_path, keep_native: bool = False, offset_frames: 
                 current[0] += 1
             return np.zeros((0, channels), np.float32)
 
-        codec = "libopus" if ext == ".webm" else "aac"
+        codec = "libopus" if ext in MATROSKA else "aac"
         enc_rate = 48000 if codec == "libopus" else (rate if rate in AAC_RATES else 48000)
         ins = [av.open(str(v)) for v in videos]
         tmp = out_path.with_name(f".{out_path.name}.part")
@@ -260,15 +275,20 @@ def mux(videos, audio_path, out_path, keep_native: bool = False, offset_frames: 
                 nout.disposition = 0
                 nout.metadata["title"] = "native audio (original)"
             aout.metadata["title"] = "livemix mix"
-            gens = [_copy_packets(c, c.streams.video[0], vout, s, None)
-                    for c, s in zip(ins, starts)]
+            # the output's timeline is the first clip's: its packets keep their times,
+            # each later clip's first picture lands where the previous clip ends
+            t0 = infos[0].start_s
+            shifts = [t0 + s - v.start_s for s, v in zip(starts, infos)]
+            gens = [_copy_packets(c, c.streams.video[0], vout, sh, None)
+                    for c, sh in zip(ins, shifts)]
             if nout is not None:          # a second demuxer per clip for its audio
                 ins += [av.open(str(v)) for v in videos]
-                gens += [_copy_packets(c, c.streams.audio[0], nout, s, v.duration_s)
-                         for c, s, v in zip(ins[len(videos):], starts, infos)
+                gens += [_copy_packets(c, c.streams.audio[0], nout, sh,
+                                       v.start_s + v.duration_s)
+                         for c, sh, v in zip(ins[len(videos):], shifts, infos)
                          if c.streams.audio]
-            gens.append(_mix_packets(read, total, offset_frames, rate,
-                                     channels, aout))
+            gens.append(_mix_packets(read, total, offset_frames, rate, channels, aout,
+                                     round(t0 * rate)))
             try:
                 for _, p in heapq.merge(*gens, key=lambda tp: tp[0]):
                     out.mux(p)
@@ -338,7 +358,9 @@ def deliver_take(sidecar_path, out_path=None) -> MuxResult:
     if not session.output.video:
         raise VideoError(f"{session.path}: no [output] video to deliver the take into")
     parts = [p for p, _ in master_paths(sidecar_path, data)]
-    out = Path(out_path) if out_path else Path(sidecar_path).with_suffix(".mp4")
+    ext = session.output.video[0].suffix.lower()
+    out = Path(out_path) if out_path else Path(sidecar_path).with_suffix(
+        ext if ext in VIDEO_OUTPUTS else ".mkv")
     return mux(session.output.video, None, out, session.output.keep_native,
                offset_frames=int(data.get("start_frame") or 0), audio_parts=parts)
 

@@ -77,6 +77,14 @@ class _Source:
         """The next chunk of the timeline, (k, 2) float32; sets ``_done`` at the end."""
         raise NotImplementedError
 
+    def chunks(self):
+        """The whole timeline, chunk by chunk ((k, 2) float32), outside any ring: for
+        analysis and tests. Producer thread."""
+        while not self._done:
+            x = self._next()
+            if len(x):
+                yield x
+
     def _scrub(self, x: np.ndarray, name) -> np.ndarray:
         bad = ~np.isfinite(x)
         if bad.any():

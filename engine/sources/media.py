@@ -18,6 +18,7 @@ and what ``read`` asks for. Producer threads / processes only.
 """
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -143,15 +144,25 @@ class VideoAudio:
         self.channels = 1 if s.channels == 1 else 2
         self.codec = cc.name
         tb = s.time_base or Fraction(1, self.samplerate)
-        self._tb = tb
         start = s.start_time or 0
+        # The clip's time 0 is its first picture (a video's audio may start a little
+        # before it, an encoder's pre-roll, or after it); an audio-only file's, its audio.
+        pictures = self._c.streams.video
+        zero = start * tb
+        if pictures and pictures[0].start_time is not None:
+            zero = pictures[0].start_time * pictures[0].time_base
+        self._origin = round(zero * self.samplerate)
+        # Timestamps are only as fine as the time base (Matroska: 1 ms = 48 samples):
+        # a frame is placed by its timestamp only when it is off by more than that.
+        self._slack = math.ceil(tb * self.samplerate) + 1
         if s.duration:
-            self.frames = round((s.duration) * tb * self.samplerate)
+            end = (start + s.duration) * tb
         elif self._c.duration:
-            self.frames = round(self._c.duration / 1_000_000 * self.samplerate)
+            end = Fraction(self._c.duration, 1_000_000) + Fraction(self._c.start_time or 0,
+                                                                   1_000_000)
         else:
-            self.frames = None
-        self._origin = round(start * tb * self.samplerate)   # first sample's clip frame
+            end = None
+        self.frames = None if end is None else max(0, round((end - zero) * self.samplerate))
         self._resampler = av.AudioResampler(format="fltp",
                                             layout="mono" if self.channels == 1 else "stereo",
                                             rate=self.samplerate)
@@ -206,11 +217,11 @@ class VideoAudio:
             if frame.pts is not None:            # place the frame on the clip's timeline
                 at = round(frame.pts * frame.time_base * self.samplerate) - self._origin
                 due = self._pos + have
-                if at > due:                     # a gap (or a late start): silence
+                if at - due > self._slack:       # a gap (or a late start): silence
                     parts.append(np.zeros((at - due, self.channels), np.float32))
                     have += at - due
-                elif at < due and due - at < len(x) and self._pos + have == 0:
-                    x = x[due - at:]             # samples before time 0
+                elif due - at > self._slack and self._pos + have == 0:
+                    x = x[min(len(x), due - at):]   # samples before time 0
             parts.append(np.ascontiguousarray(x, dtype=np.float32))
             have += len(x)
         self._pending = np.concatenate(parts) if len(parts) > 1 else parts[0]

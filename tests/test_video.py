@@ -1,0 +1,409 @@
+"""Video clips as sources, clip sequences, loudness matching, `check`, `new` and video
+delivery: real clips made by ffmpeg, decoded by PyAV, checked with ffprobe."""
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from clips import decode_audio, ffprobe, make_clip, need_ffmpeg, noise, packets, sine
+from engine.errors import LivemixError
+from engine.session import Clip, Track, load_session
+from engine.sources.files import ClipsSource, FileSource
+
+SR = 48000
+
+
+@pytest.fixture(autouse=True)
+def _ffmpeg():
+    need_ffmpeg()
+
+
+def timeline(src) -> np.ndarray:
+    return np.concatenate(list(src.chunks()))
+
+
+def pitch(x, sr) -> float:
+    """Frequency of the strongest partial (Hann window, 8x zero padding, parabolic peak)."""
+    n = len(x)
+    spec = np.abs(np.fft.rfft(x * np.hanning(n), 8 * n))
+    k = int(np.argmax(spec))
+    a, b, c = np.log(spec[k - 1:k + 2] + 1e-30)
+    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * sr / (8 * n)
+
+
+def lufs(x, sr=SR) -> float:
+    pyln = pytest.importorskip("pyloudnorm")
+    return pyln.Meter(sr).integrated_loudness(np.asarray(x, np.float64))
+
+
+# --- 1. decoding ------------------------------------------------------------------
+
+@pytest.mark.parametrize("ext,codec,rate,channels", [
+    (".mp4", "aac", 44100, 2), (".mov", "pcm16", 32000, 1), (".mkv", "opus", 48000, 2),
+    (".webm", "opus", 48000, 2), (".mkv", "ac3", 48000, 6)])
+def test_clip_audio_is_decoded_and_resampled(tmp_path, ext, codec, rate, channels):
+    """A 1 kHz sine in each container and codec plays at 1 kHz at the session rate, as
+    long as the clip (within one codec frame), on both channels (5.1 folded to stereo)."""
+    a = sine(1000.0, 2.0, sr=rate, amp=0.3, channels=channels)
+    if channels == 6:
+        a[:, 2:] = 0.0                          # the sine on front left / right only
+    clip = make_clip(tmp_path / f"clip{ext}", a, sr=rate, codec=codec)
+    x = timeline(FileSource(Track(name="amb", file=clip), SR))
+    assert abs(len(x) - 2 * SR) <= 1536        # AC-3's frame is the longest: 1536 samples
+    mid = x[SR // 2:SR // 2 + SR]
+    for ch in (0, 1):
+        assert pitch(mid[:, ch], SR) == pytest.approx(1000.0, abs=0.2)
+        assert np.sqrt(np.mean(mid[:, ch] ** 2)) > 0.1
+
+
+def test_pcm_clip_decodes_to_its_exact_samples(tmp_path):
+    a = noise(1.0, amp=0.2, seed=3)
+    clip = make_clip(tmp_path / "pcm.mkv", a, codec="pcm")
+    x = timeline(FileSource(Track(name="amb", file=clip), SR))
+    np.testing.assert_array_equal(x, a.astype(np.float32))
+
+
+def test_stream_picks_an_audio_stream(tmp_path, maker):
+    clip = make_clip(tmp_path / "two.mkv", sine(440.0, 1.0), extra_audio=[sine(880.0, 1.0)],
+                     codec="pcm")
+    x = timeline(FileSource(Track(name="amb", file=clip, stream=1), SR))
+    assert pitch(x[:, 0], SR) == pytest.approx(880.0, abs=0.2)
+    path = maker.session([{"name": "amb", "video": "two.mkv", "stream": 2}])
+    with pytest.raises(LivemixError) as e:
+        load_session(path)
+    assert "two.mkv" in str(e.value) and "stream = 2" in str(e.value)
+    assert "2 audio streams" in str(e.value) and "1: pcm_f32le" in str(e.value)
+
+
+@pytest.mark.parametrize("kind,expect", [
+    ("noaudio", "has no audio stream"), ("garbage", "not a readable video"),
+    ("truncated", "not a readable video")])
+def test_unusable_clips_are_one_line_naming_the_clip(tmp_path, maker, cli, kind, expect):
+    good = make_clip(tmp_path / "good.mp4", sine(440.0, 1.0))
+    if kind == "noaudio":
+        make_clip(tmp_path / "bad.mp4", None, seconds=1.0)
+    elif kind == "garbage":
+        (tmp_path / "bad.mp4").write_bytes(np.random.default_rng(0).bytes(20000))
+    else:
+        data = good.read_bytes()
+        (tmp_path / "bad.mp4").write_bytes(data[:len(data) // 3])
+    path = maker.session([{"name": "amb", "video": "bad.mp4"}])
+    p = cli("render", path, "-o", tmp_path / "out.wav", check=False)
+    assert p.returncode != 0
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and "bad.mp4" in err[0] and expect in err[0], p.stderr
+    assert "tracks[1].video" in err[0]
+
+
+# --- clip sequences ---------------------------------------------------------------
+
+def _fade_ref(a, b, cut, fade):
+    """float64 reference of two clips cut at frame ``cut`` with equal-power fades."""
+    stop_a = min(len(a), cut + fade)
+    total = cut + len(b)
+    out = np.zeros((total, a.shape[1]))
+    t = np.arange(stop_a)
+    wa = np.ones(stop_a)
+    wa[t < fade] *= np.sin(0.5 * np.pi * (t[t < fade] + 0.5) / fade)
+    tail = stop_a - t <= fade
+    wa[tail] *= np.sin(0.5 * np.pi * (stop_a - t[tail] - 0.5) / fade)
+    out[:stop_a] += a[:stop_a] * wa[:, None]
+    u = np.arange(len(b))
+    wb = np.ones(len(b))
+    wb[u < fade] *= np.sin(0.5 * np.pi * (u[u < fade] + 0.5) / fade)
+    end = len(b) - u <= fade
+    wb[end] *= np.sin(0.5 * np.pi * (len(b) - u[end] - 0.5) / fade)
+    out[cut:] += b * wb[:, None]
+    return out
+
+
+def test_clip_sequence_crossfades_like_the_reference(tmp_path):
+    """Two PCM clips (exact samples): the sequence equals the float64 reference, and the
+    largest sample step at the cut stays within the signals' own (a hard cut jumps 0.5)."""
+    a = sine(440.0, 3.0, amp=0.5, phase=np.pi / 2)     # at the cut, a is at +0.5
+    b = sine(660.0, 2.0, amp=0.4)
+    make_clip(tmp_path / "a.mkv", a, codec="pcm")
+    make_clip(tmp_path / "b.mkv", b, codec="pcm")
+    track = Track(name="amb", file=None, clips=(Clip(tmp_path / "a.mkv", 0.0),
+                                                Clip(tmp_path / "b.mkv", 1.5)))
+    src = ClipsSource(track, SR)
+    x = timeline(src)
+    cut, fade = round(1.5 * SR), round(0.010 * SR)
+    ref = _fade_ref(a, b, cut, fade)
+    assert len(x) == len(ref) == cut + len(b)
+    assert np.max(np.abs(x - ref)) < 1e-6
+    own = max(np.max(np.abs(np.diff(a[:, 0]))), np.max(np.abs(np.diff(b[:, 0]))))
+    step = np.max(np.abs(np.diff(x[cut - 200:cut + fade + 200, 0])))
+    # equal power: |a' cos + b' sin| <= sqrt(a'^2 + b'^2) <= sqrt(2) * max, plus the fade's own slope
+    assert step <= math.sqrt(2) * own + 0.5 * (np.pi / 2) / fade
+    hard = np.concatenate([a[:cut, 0], b[:, 0]])
+    assert np.max(np.abs(np.diff(hard[cut - 200:cut + 200]))) > 10 * own   # what it prevents
+    assert src.spans_s == [(0.0, 1.5 + fade / SR), (1.5, 3.5)]
+
+
+def test_clip_sequence_renders_without_clicks(tmp_path, maker, cli):
+    """AAC clips of noise in a session: around each cut the rendered track's steps are no
+    larger than the noise's own."""
+    for k, seed in enumerate((1, 2, 3)):
+        make_clip(tmp_path / f"s{k}.mp4", noise(2.0, amp=0.05, seed=seed))
+    path = maker.session([{"name": "amb", "clips": [{"video": f"s{k}.mp4", "at_s": 1.6 * k}
+                                                    for k in range(3)]}])
+    cli("render", path, "-o", tmp_path / "out.wav", "--subtype", "FLOAT")
+    x, sr = sf.read(tmp_path / "out.wav")
+    assert len(x) == round(3.2 * sr) + 2 * sr
+    own = np.percentile(np.abs(np.diff(x[: sr, 0])), 99.99)
+    for k in (1, 2):
+        cut = round(1.6 * k * sr)
+        assert np.max(np.abs(np.diff(x[cut - 500:cut + 1000, 0]))) <= 1.2 * own
+
+
+def test_match_loudness_levels_each_clip(tmp_path):
+    loud = make_clip(tmp_path / "loud.mp4", noise(3.0, amp=0.3, seed=4))
+    quiet = make_clip(tmp_path / "quiet.mp4", noise(3.0, amp=0.01, seed=5))
+    track = Track(name="amb", file=None, match_loudness=-30.0,
+                  clips=(Clip(loud, 0.0), Clip(quiet, 3.0)))
+    x = timeline(ClipsSource(track, SR))
+    before = [lufs(noise(3.0, amp=0.3, seed=4)), lufs(noise(3.0, amp=0.01, seed=5))]
+    assert before[0] - before[1] > 25                       # they did jump
+    for a, b in ((0.05, 2.95), (3.05, 5.95)):
+        assert lufs(x[round(a * SR):round(b * SR)]) == pytest.approx(-30.0, abs=0.5)
+    one = timeline(FileSource(Track(name="amb", file=quiet, match_loudness=-20.0), SR))
+    assert lufs(one[round(0.05 * SR):]) == pytest.approx(-20.0, abs=0.5)
+
+
+@pytest.mark.parametrize("clips,problem", [
+    ([{"video": "a.mp4", "at_s": 1.0}, {"video": "a.mp4", "at_s": 0.5}], "time order"),
+    ([{"video": "a.mp4"}, {"video": "a.mp4"}], "at_s: missing"),
+    ([{"video": "a.mp4", "gain": 1}], "unknown key"),
+    ([], "give a list of clips")])
+def test_clip_list_errors_name_the_key(tmp_path, maker, clips, problem):
+    make_clip(tmp_path / "a.mp4", sine(440.0, 1.0))
+    path = maker.session([{"name": "amb", "clips": clips}])
+    with pytest.raises(LivemixError) as e:
+        load_session(path)
+    assert "tracks[1].clips" in str(e.value) and problem in str(e.value)
+
+
+# --- 2. check ---------------------------------------------------------------------
+
+def test_check_verdicts_on_planted_problems(tmp_path, cli):
+    bed = noise(4.0, amp=0.02, seed=6)                  # about -31 LUFS: a clean bed
+    burst = bed.copy()
+    burst[2 * SR:round(2.3 * SR)] *= 20.0               # +26 dB for 0.3 s at 2.0 s
+    clipped = bed.copy()
+    clipped[SR:SR + 2400] = np.clip(sine(200.0, 0.05, amp=3.0), -1, 1)
+    silent = bed.copy()
+    silent[round(0.5 * SR):round(3.5 * SR)] = 0.0
+    make_clip(tmp_path / "clean.mp4", bed)
+    make_clip(tmp_path / "loud.mp4", noise(4.0, amp=0.4, seed=7))
+    make_clip(tmp_path / "burst.mp4", burst)
+    make_clip(tmp_path / "clipped.mkv", clipped, codec="pcm16")
+    make_clip(tmp_path / "silent.mp4", silent)
+    make_clip(tmp_path / "mute.mp4", None, seconds=2.0)
+    names = ["clean.mp4", "loud.mp4", "burst.mp4", "clipped.mkv", "silent.mp4", "mute.mp4"]
+    p = cli("check", *[tmp_path / n for n in names], "--json")
+    assert p.returncode == 0                            # a report, whatever the verdicts
+    out = {r["clip"].rsplit("/", 1)[-1]: r for r in json.loads(p.stdout)}
+    for r in out.values():
+        assert {"clip", "verdict", "reason", "integrated_lufs", "true_peak_dbtp",
+                "problems"} <= set(r)
+    assert out["clean.mp4"]["verdict"] == "keep"
+    decoded, rate = decode_audio(tmp_path / "clean.mp4")      # what AAC left of the noise
+    assert out["clean.mp4"]["integrated_lufs"] == pytest.approx(lufs(decoded, rate), abs=0.1)
+    loud = out["loud.mp4"]
+    assert loud["verdict"] == "lower" and "-14" in loud["reason"]
+    assert loud["lower_db"] >= math.ceil(loud["integrated_lufs"] + 14.0)
+    b = out["burst.mp4"]
+    assert b["verdict"] == "replace" and "burst" in b["reason"]
+    bursts = [q for q in b["problems"] if q["kind"] == "burst"]
+    assert len(bursts) == 1 and bursts[0]["start_s"] == pytest.approx(2.0, abs=0.05)
+    c = out["clipped.mkv"]
+    assert c["verdict"] == "replace" and "clipping" in c["reason"]
+    assert any(q["kind"] == "clipping" and abs(q["start_s"] - 1.0) < 0.05
+               for q in c["problems"])
+    s = out["silent.mp4"]
+    assert s["verdict"] == "replace" and "silent" in s["reason"]
+    assert any(q["kind"] == "silence" for q in s["problems"])
+    assert out["mute.mp4"]["verdict"] == "replace"
+    assert "no audio" in out["mute.mp4"]["reason"]
+    # the same as a table, one row per clip
+    p = cli("check", *[tmp_path / n for n in names])
+    rows = [ln for ln in p.stdout.splitlines() if ln.split() and ln.split()[0] in names]
+    assert [ln.split()[1] for ln in rows] == ["keep", "lower", "replace", "replace",
+                                             "replace", "replace"]
+
+
+def test_check_error_is_non_zero_but_reports_the_rest(tmp_path, cli):
+    make_clip(tmp_path / "ok.mp4", noise(2.0, amp=0.02))
+    (tmp_path / "broken.mp4").write_bytes(b"not a video at all" * 100)
+    p = cli("check", tmp_path / "ok.mp4", tmp_path / "broken.mp4", check=False)
+    assert p.returncode != 0
+    assert "broken.mp4" in p.stderr and "not a readable video" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert any(ln.startswith("ok.mp4") and " keep " in ln for ln in p.stdout.splitlines())
+
+
+# --- 3. new -------------------------------------------------------------------------
+
+def test_new_writes_a_hybrid_session_that_renders(tmp_path, cli):
+    make_clip(tmp_path / "shot1.mp4", noise(2.0, amp=0.05, seed=8))
+    make_clip(tmp_path / "shot2.mp4", noise(2.0, amp=0.01, seed=9))
+    sf.write(tmp_path / "vo.wav", sine(300.0, 3.0, amp=0.3)[:, 0], SR)
+    sf.write(tmp_path / "bed.wav", sine(200.0, 5.0, amp=0.2), SR)
+    out = tmp_path / "hybrid.toml"
+    args = ["new", "--video", tmp_path / "shot1.mp4", "--video", tmp_path / "shot2.mp4",
+            "--voice", tmp_path / "vo.wav", "--music", tmp_path / "bed.wav",
+            "--preset", "ebu-r128", "-o", out]
+    cli(*args)
+    s = load_session(out)
+    amb, voice, music = s.tracks
+    assert (amb.name, voice.name, music.name) == ("ambience", "voice", "music")
+    assert amb.gain_db == -9.0 and amb.match_loudness == -23.0
+    assert [c.at_s for c in amb.clips] == [0.0, 2.0]
+    assert music.gain_db == -6.0 and voice.file == tmp_path / "vo.wav"
+    (rule,) = s.ducking
+    assert rule.key == ("voice",) and set(rule.targets) == {"music", "ambience"}
+    assert (rule.depth_db, rule.attack_ms, rule.hold_ms, rule.release_ms) == \
+        (-10.0, 15.0, 200.0, 500.0)
+    assert s.master.ceiling_mode == "true-peak" and s.master.target.name == "ebu-r128"
+    assert s.master.ceiling_db == -1.0
+    assert s.output.video == (tmp_path / "shot1.mp4", tmp_path / "shot2.mp4")
+    p = cli(*args, check=False)                         # never overwrites without --force
+    assert p.returncode != 0 and "--force" in p.stderr and "hybrid.toml" in p.stderr
+    cli(*args, "--force")
+    p = cli("render", out, "-o", tmp_path / "final.mp4")
+    assert "cut at the video's end" in p.stdout        # the 5 s bed is longer than 4 s
+    got = packets(tmp_path / "final.mp4")
+    assert [b for _, b in got] == [b for _, b in packets(tmp_path / "shot1.mp4")] + \
+        [b for _, b in packets(tmp_path / "shot2.mp4")]
+
+
+def test_new_errors_are_one_line(tmp_path, cli):
+    make_clip(tmp_path / "a.mp4", noise(1.0))
+    p = cli("new", "--video", tmp_path / "a.mp4", "--voice", tmp_path / "nope.wav", "-o",
+            tmp_path / "s.toml", check=False)
+    assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1
+    assert "nope.wav" in p.stderr and not (tmp_path / "s.toml").exists()
+
+
+# --- 4. delivery ----------------------------------------------------------------------
+
+def _session(maker, clip, extra_tracks=(), keep_native=False, **track):
+    tracks = [{"name": "amb", "video": clip, **track}, *extra_tracks]
+    return maker.session(tracks, output={"video": clip, "keep_native": keep_native})
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv", ".mov", ".webm"])
+def test_render_to_video_copies_the_picture_and_matches_the_mix(tmp_path, maker, cli, ext):
+    clip = make_clip(tmp_path / f"clip{ext}", noise(3.0, amp=0.05, seed=10),
+                     codec="opus" if ext == ".webm" else "aac")
+    sf.write(tmp_path / "vo.wav", sine(300.0, 2.0, amp=0.3), SR)
+    path = _session(maker, clip.name, [{"name": "vo", "file": "vo.wav", "offset_s": 0.5}],
+                    keep_native=True)
+    final = tmp_path / f"final{ext}"
+    p = cli("render", path, "-o", final)
+    assert "video copied" in p.stdout
+    # as long as the video (Matroska states lengths in whole milliseconds)
+    assert "exactly as long" in p.stdout or "(0.001 s unused)" in p.stdout
+    # the picture: the same packets, bit for bit, at the same times
+    assert packets(final) == packets(clip)
+    # ffprobe: video, the mix (default), the native audio (not default); lengths agree
+    info = ffprobe(final)
+    kinds = [(s["codec_type"], s["codec_name"], s["disposition"]["default"])
+             for s in info["streams"]]
+    mix_codec = "opus" if ext in (".mkv", ".webm") else "aac"
+    native_codec = "opus" if ext == ".webm" else "aac"
+    assert kinds[0][0] == "video"
+    assert kinds[1:] == [("audio", mix_codec, 1), ("audio", native_codec, 0)]
+    mix, rate = decode_audio(final, 0)
+    assert abs(len(mix) / rate - 3.0) <= 1024 / rate + 1e-6
+    if ext != ".mkv" and ext != ".webm":        # Matroska keeps no per-stream duration
+        durs = [float(s["duration"]) for s in info["streams"]]
+        assert max(durs) - min(durs) <= 1024 / 48000 + 1e-6
+    # the mix decodes to the offline render within the codec's tolerance, in sync
+    cli("render", path, "-o", tmp_path / "ref.wav", "--duration", "3.0", "--subtype", "FLOAT")
+    ref, _ = sf.read(tmp_path / "ref.wav", dtype="float32")
+    n = min(len(ref), len(mix)) - 2048
+    assert lufs(mix[:n], rate) == pytest.approx(lufs(ref[:n]), abs=0.5)
+    a, b = ref[1000:n, 0], mix[1000:n, 0]
+    lag = np.argmax(np.correlate(b[2000:12000], a[2000 - 50:12000 + 50], "valid")) - 50
+    assert lag == 0
+    assert np.corrcoef(a, b)[0, 1] > 0.95
+    # the native audio is the clip's own
+    native, _ = decode_audio(final, 1)
+    own, _ = decode_audio(clip, 0)
+    assert lufs(native[:n], rate) == pytest.approx(lufs(own[:n], rate), abs=0.1)
+
+
+def test_render_length_follows_the_video(tmp_path, maker, cli):
+    clip = make_clip(tmp_path / "clip.mp4", noise(2.0, amp=0.05), seconds=2.0)
+    sf.write(tmp_path / "long.wav", sine(300.0, 3.5, amp=0.3), SR)
+    sf.write(tmp_path / "short.wav", sine(300.0, 1.0, amp=0.3), SR)
+    cut = maker.session([{"name": "m", "file": "long.wav"}], output={"video": "clip.mp4"},
+                        name="cut.toml")
+    p = cli("render", cut, "-o", tmp_path / "cut.mp4")
+    assert "cut at the video's end (1.500 s unused)" in p.stdout
+    pad = maker.session([{"name": "m", "file": "short.wav"}], output={"video": "clip.mp4"},
+                        name="pad.toml")
+    p = cli("render", pad, "-o", tmp_path / "pad.mp4")
+    assert "padded with 1.000 s of silence" in p.stdout
+    x, rate = decode_audio(tmp_path / "pad.mp4")
+    assert abs(len(x) - 2 * rate) <= 1024
+    assert np.max(np.abs(x[round(1.1 * rate):])) < 1e-3      # the padding is silence
+    assert len(ffprobe(tmp_path / "pad.mp4")["streams"]) == 2  # no native stream asked for
+
+
+def test_render_to_video_errors(tmp_path, maker, cli):
+    make_clip(tmp_path / "small.mp4", noise(1.0), size="160x120")
+    make_clip(tmp_path / "big.mp4", noise(1.0), size="320x240")
+    sf.write(tmp_path / "m.wav", sine(300.0, 1.0), SR)
+    plain = maker.session([{"name": "m", "file": "m.wav"}], name="plain.toml")
+    p = cli("render", plain, "-o", tmp_path / "x.mp4", check=False)
+    assert p.returncode != 0 and "[output] video" in p.stderr
+    mixed = maker.session([{"name": "m", "file": "m.wav"}],
+                          output={"video": ["small.mp4", "big.mp4"]}, name="mixed.toml")
+    p = cli("render", mixed, "-o", tmp_path / "y.mp4", check=False)
+    assert p.returncode != 0 and "big.mp4" in p.stderr and "joined" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    p = cli("render", plain, "-o", tmp_path / "x.mp4", "--duration", "1", check=False)
+    assert p.returncode != 0
+
+
+def test_mux_places_a_take_at_its_session_frame(tmp_path):
+    from engine.video import mux
+    clip = make_clip(tmp_path / "clip.mp4", noise(2.0, amp=0.05), seconds=2.0)
+    sf.write(tmp_path / "take.wav", sine(440.0, 1.0, amp=0.5), SR, subtype="FLOAT")
+    r = mux([clip], tmp_path / "take.wav", tmp_path / "t.mp4", offset_frames=SR // 2)
+    assert "silence for the first 0.500 s" in r.fit() and "padded with 0.500 s" in r.fit()
+    x, rate = decode_audio(tmp_path / "t.mp4")
+    rms = [np.sqrt(np.mean(x[round(a * rate):round(b * rate), 0] ** 2))
+           for a, b in ((0.0, 0.45), (0.55, 1.45), (1.55, 2.0))]
+    assert rms[0] < 1e-3 and rms[1] == pytest.approx(0.5 / math.sqrt(2), rel=0.05)
+    assert rms[2] < 1e-3
+
+
+def test_live_take_is_delivered_as_video(tmp_path, maker, jack, cli):
+    """`livemix run` through JACK plays a clip's audio live; the take comes out as a video:
+    the clip's picture, the take's audio at its session frame, padded to the video."""
+    clip = make_clip(tmp_path / "clip.mp4", noise(4.0, amp=0.05, seed=11), seconds=4.0)
+    sf.write(tmp_path / "vo.wav", sine(300.0, 4.0, amp=0.3), SR)
+    path = maker.session([{"name": "amb", "video": "clip.mp4"},
+                          {"name": "vo", "file": "vo.wav"}], output={"video": "clip.mp4"})
+    p = cli("run", path, "--duration", "2", "--ui", "none", "--backend", "portaudio",
+            "--takes-dir", tmp_path / "takes")
+    assert "take video:" in p.stdout, p.stdout
+    (video,) = (tmp_path / "takes").glob("*.mp4")
+    (wav,) = (tmp_path / "takes").glob("*.wav")
+    side = json.loads(wav.with_suffix(".json").read_text())
+    assert packets(video) == packets(clip)
+    x, rate = decode_audio(video)
+    assert abs(len(x) - 4 * rate) <= 1024
+    take, _ = sf.read(wav, dtype="float32")
+    start = side["start_frame"]
+    assert 1.5 * rate < len(take) < 2.5 * rate
+    seg = x[start:start + len(take)]
+    n = min(len(seg), len(take)) - 1024
+    assert np.corrcoef(seg[1000:n, 0], take[1000:n, 0])[0, 1] > 0.95     # in place, in sync
+    assert np.max(np.abs(x[start + len(take) + 2048:])) < 1e-3            # then silence
