@@ -30,7 +30,6 @@ import argparse
 import heapq
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -209,13 +208,99 @@ def _mix_packets(read, total: int, offset: int, rate: int, channels: int, stream
         yield float(p.pts * p.time_base) if p.pts is not None else (t0 + total) / rate, p
 
 
-def mux(videos, audio_path, out_path, keep_native: bool = False, offset_frames: int = 0,
-        audio_parts=None) -> MuxResult:
-    """Write ``out_path``: the picture of ``videos`` (joined), the mix from
-    ``audio_path`` (any soundfile-readable file; or ``audio_parts``, a list of
-    files played one after another) starting ``offset_frames`` into the video,
-    and with ``keep_native`` the clips' own audio."""
-    import soundfile as sf
+class _WriterGone(VideoError):
+    """The muxer stopped (its own error says why)."""
+
+
+class FileMix:
+    """The mix from audio files played one after another (a take's parts)."""
+
+    def __init__(self, paths):
+        import soundfile as sf
+        self._files = []
+        for p in paths:
+            try:
+                self._files.append(sf.SoundFile(str(p)))
+            except Exception as e:
+                self.close()
+                raise VideoError(f"{p}: cannot read the mix ({_reason(e)})") from None
+        self.rate = self._files[0].samplerate
+        self.channels = min(2, self._files[0].channels)
+        self.frames = sum(f.frames for f in self._files)
+        self._k = 0
+
+    def read(self, n: int) -> np.ndarray:
+        while self._k < len(self._files):
+            y = self._files[self._k].read(n, dtype="float32", always_2d=True)
+            if len(y):
+                return y[:, :self.channels]
+            self._k += 1
+        return np.zeros((0, self.channels), np.float32)
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+
+
+class MixPipe:
+    """The mix handed from an offline render (``write``, the render's thread) to the
+    muxer (``read``, another thread) as it is made: the encoder runs beside the
+    render, and no temporary file holds the mix. At most ``DEPTH`` chunks wait."""
+
+    DEPTH = 8
+
+    def __init__(self, rate: int, channels: int):
+        import queue
+        self.rate, self.channels = rate, channels
+        self.frames = 0                     # frames written so far
+        self._q = queue.Queue(self.DEPTH)
+        self._pending = np.zeros((0, channels), np.float32)
+        self._end = False
+        self.reader_gone = False
+
+    def write(self, x: np.ndarray) -> None:
+        import queue
+        while True:
+            if self.reader_gone:
+                raise _WriterGone("the video writer stopped")
+            try:
+                self._q.put(np.array(x, np.float32), timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self.frames += len(x)
+
+    def close(self, error: BaseException | None = None) -> None:
+        """The end of the mix, or the render's failure (raised in the reader)."""
+        import queue
+        while not self.reader_gone:
+            try:
+                self._q.put(error, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, n: int) -> np.ndarray:
+        parts, have = [self._pending], len(self._pending)
+        while have < n and not self._end:
+            item = self._q.get()
+            if item is None:
+                self._end = True
+            elif isinstance(item, BaseException):
+                self._end = True
+                raise VideoError(f"the render failed: {item}")
+            else:
+                parts.append(item)
+                have += len(item)
+        x = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        self._pending = x[n:]
+        return x[:n]
+
+
+def mux(videos, mix, out_path, keep_native: bool = False, offset_frames: int = 0) -> MuxResult:
+    """Write ``out_path``: the picture of ``videos`` (joined), the mix (a FileMix or
+    MixPipe: ``rate``, ``channels``, ``read(n)``, ``frames``) starting
+    ``offset_frames`` into the video, and with ``keep_native`` the clips' own audio."""
     av = _av()
     out_path = Path(out_path)
     ext = out_path.suffix.lower()
@@ -228,31 +313,13 @@ def mux(videos, audio_path, out_path, keep_native: bool = False, offset_frames: 
         starts.append(t)
         t += v.duration_s
     duration = t
-    parts = list(audio_parts or [audio_path])
-    files = []
+    rate, channels = mix.rate, mix.channels
+    total = round(duration * rate)
+    codec = "libopus" if ext in MATROSKA else "aac"
+    enc_rate = 48000 if codec == "libopus" else (rate if rate in AAC_RATES else 48000)
+    tmp = out_path.with_name(f".{out_path.name}.part")
+    ins = [av.open(str(v)) for v in videos]
     try:
-        for p in parts:
-            try:
-                files.append(sf.SoundFile(str(p)))
-            except Exception as e:
-                raise VideoError(f"{p}: cannot read the mix ({_reason(e)})") from None
-        rate, channels = files[0].samplerate, min(2, files[0].channels)
-        mix_frames = sum(f.frames for f in files)
-        total = round(duration * rate)
-        current = [0]
-
-        def read(n):
-            while current[0] < len(files):
-                y = files[current[0]].read(n, dtype="float32", always_2d=True)
-                if len(y):
-                    return y[:, :channels]
-                current[0] += 1
-            return np.zeros((0, channels), np.float32)
-
-        codec = "libopus" if ext in MATROSKA else "aac"
-        enc_rate = 48000 if codec == "libopus" else (rate if rate in AAC_RATES else 48000)
-        ins = [av.open(str(v)) for v in videos]
-        tmp = out_path.with_name(f".{out_path.name}.part")
         try:
             out = av.open(str(tmp), "w", format=_format(ext))
         except Exception as e:
@@ -271,10 +338,10 @@ def mux(videos, audio_path, out_path, keep_native: bool = False, offset_frames: 
                                  f"({infos[0].codec}): {_reason(e)}; use .mp4 or "
                                  ".mkv") from None
             aout.disposition = av.stream.Disposition.default
+            aout.metadata["title"] = "livemix mix"
             if nout is not None:
                 nout.disposition = 0
                 nout.metadata["title"] = "native audio (original)"
-            aout.metadata["title"] = "livemix mix"
             # the output's timeline is the first clip's: its packets keep their times,
             # each later clip's first picture lands where the previous clip ends
             t0 = infos[0].start_s
@@ -287,27 +354,26 @@ def mux(videos, audio_path, out_path, keep_native: bool = False, offset_frames: 
                                        v.start_s + v.duration_s)
                          for c, sh, v in zip(ins[len(videos):], shifts, infos)
                          if c.streams.audio]
-            gens.append(_mix_packets(read, total, offset_frames, rate, channels, aout,
+            gens.append(_mix_packets(mix.read, total, offset_frames, rate, channels, aout,
                                      round(t0 * rate)))
             try:
                 for _, p in heapq.merge(*gens, key=lambda tp: tp[0]):
                     out.mux(p)
+            except LivemixError:
+                raise
             except Exception as e:
                 raise VideoError(f"{out_path}: writing failed ({_reason(e)})") from None
         finally:
             out.close()
-            for c in ins:
-                c.close()
         os.replace(tmp, out_path)
     finally:
-        for f in files:
-            f.close()
-        tmp = out_path.with_name(f".{out_path.name}.part")
+        for c in ins:
+            c.close()
         if tmp.exists():
             tmp.unlink()
     return MuxResult(path=out_path, duration_s=duration,
                      audio_codec="Opus" if codec == "libopus" else "AAC",
-                     mix_s=mix_frames / rate, offset_s=offset_frames / rate,
+                     mix_s=mix.frames / rate, offset_s=offset_frames / rate,
                      native=nout is not None)
 
 
@@ -325,18 +391,42 @@ def check_output(session, out_path) -> None:
 
 
 def deliver_render(session, out_path, render_kwargs: dict) -> tuple:
-    """``livemix render SESSION -o final.mp4``: render as long as the video, mux.
-    Returns (RenderResult, MuxResult)."""
+    """``livemix render SESSION -o final.mp4``: render as long as the video while the
+    muxer encodes it (a MixPipe between the two threads). Returns (RenderResult,
+    MuxResult)."""
+    import threading
+
     from .backends.offline import render
     infos = [probe(v) for v in session.output.video]
     joinable(infos)
     duration = sum(v.duration_s for v in infos)
-    out_path = Path(out_path)
-    with tempfile.TemporaryDirectory(prefix="livemix-", dir=out_path.parent) as tmp:
-        wav = Path(tmp) / "mix.wav"
-        result = render(session, str(wav), duration_s=duration, subtype="FLOAT",
+    pipe = MixPipe(session.engine.samplerate, session.engine.channels)
+    done = {}
+
+    def writer():
+        try:
+            done["mux"] = mux(session.output.video, pipe, out_path, session.output.keep_native)
+        except BaseException as e:     # handed to the render's thread below
+            done["error"] = e
+        finally:
+            pipe.reader_gone = True
+
+    t = threading.Thread(target=writer, name="livemix-mux", daemon=True)
+    t.start()
+    try:
+        result = render(session, str(out_path), duration_s=duration, sink=pipe,
                         **render_kwargs)
-        muxed = mux(session.output.video, wav, out_path, session.output.keep_native)
+    except BaseException as e:
+        pipe.close(e)
+        t.join()
+        if isinstance(e, _WriterGone) and "error" in done:
+            raise done["error"] from None
+        raise
+    pipe.close()
+    t.join()
+    if "error" in done:
+        raise done["error"]
+    muxed = done["mux"]
     if result.natural_frames is not None:       # say what the video's length did to it
         muxed.mix_s = result.natural_frames / result.samplerate
     result.path = str(out_path)
@@ -357,12 +447,15 @@ def deliver_take(sidecar_path, out_path=None) -> MuxResult:
     session = load_session(session_file, check_files=False)
     if not session.output.video:
         raise VideoError(f"{session.path}: no [output] video to deliver the take into")
-    parts = [p for p, _ in master_paths(sidecar_path, data)]
+    mix = FileMix([p for p, _ in master_paths(sidecar_path, data)])
     ext = session.output.video[0].suffix.lower()
     out = Path(out_path) if out_path else Path(sidecar_path).with_suffix(
         ext if ext in VIDEO_OUTPUTS else ".mkv")
-    return mux(session.output.video, None, out, session.output.keep_native,
-               offset_frames=int(data.get("start_frame") or 0), audio_parts=parts)
+    try:
+        return mux(session.output.video, mix, out, session.output.keep_native,
+                   offset_frames=int(data.get("start_frame") or 0))
+    finally:
+        mix.close()
 
 
 def main(argv=None) -> int:

@@ -372,10 +372,10 @@ def test_render_to_video_errors(tmp_path, maker, cli):
 
 
 def test_mux_places_a_take_at_its_session_frame(tmp_path):
-    from engine.video import mux
+    from engine.video import FileMix, mux
     clip = make_clip(tmp_path / "clip.mp4", noise(2.0, amp=0.05), seconds=2.0)
     sf.write(tmp_path / "take.wav", sine(440.0, 1.0, amp=0.5), SR, subtype="FLOAT")
-    r = mux([clip], tmp_path / "take.wav", tmp_path / "t.mp4", offset_frames=SR // 2)
+    r = mux([clip], FileMix([tmp_path / "take.wav"]), tmp_path / "t.mp4", offset_frames=SR // 2)
     assert "silence for the first 0.500 s" in r.fit() and "padded with 0.500 s" in r.fit()
     x, rate = decode_audio(tmp_path / "t.mp4")
     rms = [np.sqrt(np.mean(x[round(a * rate):round(b * rate), 0] ** 2))

@@ -9,6 +9,7 @@ size. Control thread.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -121,11 +122,13 @@ def open_output(path: str, samplerate: int, channels: int, subtype: str) -> sf.S
 
 def render(session, out_path: str, duration_s: float | None = None, subtype: str = "PCM_24",
            blocksize: int | None = None, commands=(), progress: bool | None = None,
-           start_frame: int = 0) -> RenderResult:
+           start_frame: int = 0, sink=None) -> RenderResult:
     """Render ``session`` to ``out_path``. ``commands`` are (frame, param, target, value)
     tuples in frame order (see engine.params), applied at their exact frames.
     start_frame: the session is rendered from its start, but only frames from this
-    one on are written (a take that began mid-run); duration counts from here."""
+    one on are written (a take that began mid-run); duration counts from here.
+    sink: instead of a file, an object whose ``write(frames)`` takes each chunk
+    ((n, channels) float32, a view it must copy to keep) as it is rendered."""
     sr = session.engine.samplerate
     blocksize = int(blocksize or session.engine.blocksize)
     if blocksize < 1:
@@ -149,7 +152,8 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
         ci = 0
         bar = Progress(total / sr, progress)
         t0 = time.perf_counter()
-        with open_output(out_path, sr, outch, subtype) as out:
+        with (open_output(out_path, sr, outch, subtype) if sink is None
+              else contextlib.nullcontext(sink)) as out:
             pos = 0
             while pos < total:
                 n = min(chunk, total - pos)

@@ -332,7 +332,7 @@ def process_block(st, out, nframes):
         done += n
 
 
-@rt_kernel
+@rt_kernel(nogil=True)   # offline renders: a video's encoder runs beside it
 def run_blocks(st, out, nframes, blocksize):
     """Call ``process_block`` for consecutive blocks of ``blocksize`` frames (offline driver)."""
     done = 0
