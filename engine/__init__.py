@@ -7,17 +7,27 @@ from pathlib import Path
 __version__ = "0.1.0"
 
 
+# The sources numba compiles (kernels, the callback, the constants they inline).
+KERNEL_SOURCES = ("dsp", "rt", "params.py", "backends/portaudio.py")
+
+
 def _numba_cache_dir() -> str:
-    """A numba cache directory keyed on the engine's own sources.
+    """A numba cache directory keyed on the sources of the compiled code.
 
     numba invalidates a cached function when its own file changes, not when a
     function it inlines from another module does, so an edited kernel could
     otherwise run stale machine code. Keying the directory on a hash of every
-    engine source makes any edit start from a clean cache.
+    source numba compiles (KERNEL_SOURCES) makes any edit of them start from a
+    clean cache; editing the rest of the engine (CLI, video, reports) does not
+    cost a recompile.
     """
     h = hashlib.sha1(__version__.encode())
-    for p in sorted(Path(__file__).parent.rglob("*.py")):
-        h.update(p.read_bytes())
+    here = Path(__file__).parent
+    for name in KERNEL_SOURCES:
+        p = here / name
+        for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
+            h.update(str(f.relative_to(here)).encode())
+            h.update(f.read_bytes())
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "livemix", "numba", h.hexdigest()[:16])
 

@@ -52,6 +52,23 @@ def _decode_to_wav(path: Path, wav: Path) -> None:
         m.close()
 
 
+def analyze_media(path, ceiling_dbtp: float = -1.0, progress=None, momentary=None) -> dict:
+    """``engine.loudness.analyze`` of an audio file, or of a video clip's audio (decoded
+    to a temporary float WAV first: the analysis reads its passages twice)."""
+    from .loudness import analyze
+    from .sources.media import is_video
+    path = Path(path)
+    if not is_video(path):
+        return analyze(path, ceiling_dbtp=ceiling_dbtp, progress=progress,
+                       momentary=momentary)
+    with tempfile.TemporaryDirectory(prefix="livemix-check-") as tmp:
+        wav = Path(tmp) / "audio.wav"
+        _decode_to_wav(path, wav)
+        r = analyze(wav, ceiling_dbtp=ceiling_dbtp, progress=progress, momentary=momentary)
+    r["file"] = str(path)
+    return r
+
+
 def _silences(rows: np.ndarray, rate: int, duration_s: float) -> list[dict]:
     """Stretches where momentary loudness stays under SILENCE_LUFS, as problems."""
     if len(rows) == 0:
@@ -114,15 +131,11 @@ def verdict(r: dict, target_lufs: float, ceiling_dbtp: float) -> tuple[str, str,
 def check_clip(path, target_lufs: float = -14.0, ceiling_dbtp: float = -1.0) -> dict:
     """The ``--json`` object of one clip. SourceError if it cannot be read (but a clip
     without audio gets the verdict ``replace``)."""
-    from .loudness import analyze
     path = Path(path)
     base = {"clip": str(path)}
+    rows = []
     try:
-        with tempfile.TemporaryDirectory(prefix="livemix-check-") as tmp:
-            wav = Path(tmp) / "audio.wav"
-            _decode_to_wav(path, wav)
-            rows = []
-            r = analyze(wav, ceiling_dbtp=ceiling_dbtp, momentary=rows)
+        r = analyze_media(path, ceiling_dbtp, momentary=rows)
     except SourceError as e:
         if str(e).endswith("has no audio stream"):
             return {**base, "verdict": "replace", "reason": "no audio stream: lay a clean "

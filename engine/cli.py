@@ -337,11 +337,11 @@ def analyze_lines(r: dict) -> list[str]:
 def cmd_analyze(args) -> int:
     import json
 
-    from .loudness import analyze
+    from .check import analyze_media
 
     progress = _FileProgress(args.file)
     try:
-        result = analyze(args.file, ceiling_dbtp=args.ceiling, progress=progress)
+        result = analyze_media(args.file, ceiling_dbtp=args.ceiling, progress=progress)
     finally:
         progress.close()
     if args.json:
@@ -489,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.set_defaults(func=cmd_recover)
 
     an = sub.add_parser("analyze", help="loudness, true peak and problem passages of a file")
-    an.add_argument("file", help="audio file (mono or stereo)")
+    an.add_argument("file", help="audio file (mono or stereo), or a video clip's audio")
     an.add_argument("--json", action="store_true", help="print one JSON object")
     an.add_argument("--ceiling", type=_number, default=-1.0, metavar="DBTP",
                     help="report true-peak overs above this (default -1 dBTP)")

@@ -3,8 +3,10 @@
 The stems are generated (seeded, so every machine gets the same files):
   voice.wav      a voice-over: formant-synthesised syllables in three phrases
   music.flac     a music bed: a four-chord pad with a bass line
-  ambience.wav   an AI-clip-style native track: wind and room noise at 44.1 kHz
-                 (so the demo exercises the resampler)
+  clip.mp4       an AI clip: a drifting sky (H.264, 320x180) whose native audio is
+                 wind and room noise, AAC at 44.1 kHz (so the demo exercises the
+                 video decoder and the resampler); the demo's takes come out as
+                 copies of it with the mix (``[output] video``)
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import soundfile as sf
 
 DEMO_SECONDS = 20.0
 PHRASES = ((2.0, 6.0), (8.0, 12.5), (14.5, 18.0))   # when the voice speaks, seconds
-STEMS = ("voice.wav", "music.flac", "ambience.wav")
+STEMS = ("voice.wav", "music.flac", "clip.mp4")
 
 # (F1, F2, F3) in Hz for a few vowels
 _VOWELS = ((730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480),
@@ -87,6 +89,46 @@ def _ambience(sr: int, seconds: float, rng) -> np.ndarray:
     return (x / np.abs(x).max() * 0.25).astype(np.float32)     # about -12 dBFS peak
 
 
+def _clip(path: Path, audio: np.ndarray, sr: int, seconds: float, fps: int = 25) -> None:
+    """Encode the demo clip with PyAV: a drifting sky gradient and ``audio`` as AAC."""
+    from fractions import Fraction
+
+    import av
+    w, h = 320, 180
+    with av.open(str(path), "w") as out:
+        try:
+            v = out.add_stream("libx264", rate=fps, options={"preset": "veryfast"})
+        except Exception:                       # a PyAV built without x264
+            v = out.add_stream("mpeg4", rate=fps)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        a = out.add_stream("aac", rate=sr, layout="stereo")
+        a.bit_rate = 160_000
+        y = np.linspace(0.0, 1.0, h)[:, None, None]
+        x = np.linspace(0.0, 1.0, w)[None, :, None]
+        sky, ground = np.array([70.0, 120.0, 200.0]), np.array([60.0, 80.0, 50.0])
+        for k in range(int(seconds * fps)):
+            horizon = 0.62 + 0.03 * np.sin(2 * np.pi * k / fps / 7.0)
+            cloud = 25.0 * np.sin(2 * np.pi * (x * 3.0 + k / fps / 10.0)) * (y < horizon)
+            img = np.where(y < horizon, sky + 60.0 * y, ground) + cloud
+            frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8),
+                                               format="rgb24")
+            frame.pts = k
+            frame.time_base = Fraction(1, fps)
+            for p in v.encode(frame):
+                out.mux(p)
+        for p in v.encode(None):
+            out.mux(p)
+        step = 1 << 14
+        for i in range(0, len(audio), step):
+            chunk = np.ascontiguousarray(audio[i:i + step].T)
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = sr, i, Fraction(1, sr)
+            for p in a.encode(frame):
+                out.mux(p)
+        for p in a.encode(None):
+            out.mux(p)
+
+
 def make_stems(directory, seconds: float = DEMO_SECONDS, samplerate: int = 48000) -> Path:
     """Write the demo stems into ``directory`` (created if needed); returns it."""
     d = Path(directory)
@@ -94,7 +136,7 @@ def make_stems(directory, seconds: float = DEMO_SECONDS, samplerate: int = 48000
     rng = np.random.default_rng(20261125)
     sf.write(d / "voice.wav", _voice(samplerate, seconds, rng), samplerate, subtype="PCM_24")
     sf.write(d / "music.flac", _music(samplerate, seconds), samplerate, subtype="PCM_24")
-    sf.write(d / "ambience.wav", _ambience(44100, seconds, rng), 44100, subtype="FLOAT")
+    _clip(d / "clip.mp4", _ambience(44100, seconds, rng), 44100, seconds)
     return d
 
 
@@ -129,6 +171,7 @@ def run_demo(args) -> int:
         from controllers.virtual import DEMO_RIDE, ride
         args.script = ride(DEMO_RIDE)      # a scripted controller rides the faders
     print(f"livemix demo: {session_path.name}: a voice-over, a music bed and an AI clip's "
-          "ambience; music and ambience duck 10 dB whenever the voice speaks, and a "
-          "scripted MIDI controller rides the music and ambience faders")
+          "native ambience; music and ambience duck 10 dB whenever the voice speaks, a "
+          "scripted MIDI controller rides the music and ambience faders, and the take "
+          "comes out as the clip with the mix")
     return run_live(session, args)

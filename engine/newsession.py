@@ -74,7 +74,8 @@ def session_text(videos, voice, music, preset: str, out: Path) -> tuple[str, lis
             lines.append(f"video = {_q(_rel(clips[0][0], base))}")
         else:
             lines.append("clips = [")
-            lines += [f"    {{video = {_q(_rel(p, base))}, at_s = {a:.6g}}}," for p, a in clips]
+            lines += [f"    {{video = {_q(_rel(p, base))}, at_s = {round(a, 6)!r}}},"
+                      for p, a in clips]
             lines.append("]")
         lines += [f"match_loudness = {tgt.lufs:.1f}   # each clip levelled to the target "
                   "first (LUFS)", f"gain_db = {AMBIENCE_DB:.1f}", ""]

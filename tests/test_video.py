@@ -407,3 +407,11 @@ def test_live_take_is_delivered_as_video(tmp_path, maker, jack, cli):
     n = min(len(seg), len(take)) - 1024
     assert np.corrcoef(seg[1000:n, 0], take[1000:n, 0])[0, 1] > 0.95     # in place, in sync
     assert np.max(np.abs(x[start + len(take) + 2048:])) < 1e-3            # then silence
+
+
+def test_analyze_takes_a_clip(tmp_path, cli):
+    clip = make_clip(tmp_path / "c.mp4", noise(2.0, amp=0.05, seed=12))
+    r = json.loads(cli("analyze", clip, "--json").stdout)
+    decoded, rate = decode_audio(clip)
+    assert r["file"] == str(clip) and r["samplerate"] == rate
+    assert r["integrated_lufs"] == pytest.approx(lufs(decoded, rate), abs=0.1)
