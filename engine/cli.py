@@ -51,16 +51,19 @@ def cmd_render(args) -> int:
     from .video import VIDEO_OUTPUTS, check_output, deliver_render
     check_output(session, args.output)
     if Path(args.output).suffix.lower() in VIDEO_OUTPUTS:
-        if args.duration is not None:
-            raise LivemixError(f"--duration: a video render is as long as its video "
-                               f"({args.output})")
+        for flag, value in (("--duration", args.duration), ("--subtype", args.subtype)):
+            if value is not None:
+                raise LivemixError(f"{flag}: not for a video ({args.output} is as long as "
+                                   "its picture, its mix AAC or Opus)")
+        # the picture runs on session time: an automation take that began mid-run
+        # is rendered from the session's start, its moves at their session frames
         result, muxed = deliver_render(session, args.output, dict(
-            blocksize=args.blocksize, commands=commands, start_frame=start))
+            blocksize=args.blocksize, commands=commands))
         for note in notices + result.notices:
             print(f"livemix: note: {note}", file=sys.stderr)
         print(muxed.summary())
         return 0
-    result = render(session, args.output, duration_s=duration, subtype=args.subtype,
+    result = render(session, args.output, duration_s=duration, subtype=args.subtype or "PCM_24",
                     blocksize=args.blocksize, commands=commands, start_frame=start)
     for note in notices + result.notices:
         print(f"livemix: note: {note}", file=sys.stderr)
@@ -78,7 +81,6 @@ def run_live(session, args, say=print) -> int:
     """Run a session live until the duration, Ctrl-C or SIGTERM; print the summary."""
     import signal
     import threading
-    import time
 
     from .live import LiveEngine
 
@@ -455,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
                         ".webm: the session's [output] video with the mix)")
     r.add_argument("--duration", type=_positive_float, metavar="SECONDS",
                    help="length to render (default: the longest non-looping track)")
-    r.add_argument("--subtype", default="PCM_24", choices=("PCM_16", "PCM_24", "PCM_32", "FLOAT"),
+    r.add_argument("--subtype", default=None, choices=("PCM_16", "PCM_24", "PCM_32", "FLOAT"),
                    help="sample format (default PCM_24)")
     r.add_argument("--blocksize", type=_positive_int, metavar="N",
                    help="frames per block (default: the session's)")

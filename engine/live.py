@@ -21,7 +21,7 @@ import numpy as np
 from .automation import drain as drain_automation
 from .dsp.layout import (EV_UNDERRUN, EV_XRUN, SN_CEIL, SN_M, SN_PEAK_L, SN_PEAK_R, SN_S,
                          ST_LAST_PPM, STK_PEAK, STK_TP, A_LOST, DS_DEPTH, IO_RECORD, ST_REC_START, M_GAIN_DB, T_GAIN_DB, T_MUTE, T_PAN,
-                         T_SOLO, K_FRAME, LOAD_BIN_PPM, S_EOF, S_UNDERRUNS, ST_CALLBACKS,
+                         T_SOLO, K_FRAME, LOAD_BIN_PPM, S_UNDERRUNS, ST_CALLBACKS,
                          ST_FRAMES, ST_MAX_NS, ST_MAX_PPM, ST_REC_DROPPED, ST_SUM_PPM, ST_XRUNS,
                          EngineState, IoState)
 from .errors import LivemixError
@@ -37,6 +37,7 @@ from .sources.reader import ReaderProcess
 READER_PERIOD_S = 0.02
 LANE_HZ = 10                 # take report lanes: values per second
 REPORT_TIMEOUT_S = 300.0     # longest wait for a take's report at the end of a run
+VIDEO_TIMEOUT_S = 3600.0     # ... and for its video (AAC encodes about 60x realtime)
 SWITCH_INTERVAL_S = 0.0005   # GIL switch interval while live (see _start)
 
 
@@ -185,7 +186,6 @@ class LiveEngine:
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
         s = self.session
-        sr = s.engine.samplerate
         maxblock = self.blocksize or s.engine.blocksize
         inputs = {i: (t.input[0] - 1, t.input[-1] - 1) for i, t in enumerate(s.tracks) if t.input}
         inch = max((max(t.input) for t in s.tracks if t.input), default=0)
@@ -465,18 +465,21 @@ class LiveEngine:
         import subprocess
         proc = subprocess.Popen([sys.executable, "-m", f"engine.{kind}", str(sidecar)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self._jobs.append((kind, proc))
+        self._jobs.append((kind, proc, sidecar))
 
     def _wait_jobs(self) -> None:
         """Wait for the take reports and videos still being made; note each or its failure."""
         import subprocess
-        for kind, proc in self._jobs:
+        for kind, proc, sidecar in self._jobs:
+            limit = VIDEO_TIMEOUT_S if kind == "video" else REPORT_TIMEOUT_S
             try:
-                out, err = proc.communicate(timeout=REPORT_TIMEOUT_S)
+                out, err = proc.communicate(timeout=limit)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 out, err = proc.communicate()
-                err = f"took longer than {REPORT_TIMEOUT_S:.0f} s"
+                err = f"took longer than {limit:.0f} s"
+                for part in Path(sidecar).parent.glob(f".{Path(sidecar).stem}.*.part"):
+                    part.unlink(missing_ok=True)    # the unfinished video
             if proc.returncode == 0 and out.strip():
                 (self.reports if kind == "report" else self.videos).append(out.strip())
             else:

@@ -13,6 +13,7 @@ Control thread (CLI).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from .errors import LivemixError, SourceError
@@ -41,7 +42,7 @@ def _audio_ok(path: Path, what: str) -> None:
 
 def session_text(videos, voice, music, preset: str, out: Path) -> tuple[str, list[str]]:
     """The session TOML and notes for the user (clips without audio, ...)."""
-    from .sources.media import open_media
+    from .sources.media import is_video, open_media
     from .targets import target
     from .video import joinable, probe
     tgt = target(preset)
@@ -83,11 +84,11 @@ def session_text(videos, voice, music, preset: str, out: Path) -> tuple[str, lis
     else:
         notes.append("no clip has audio: the session has no ambience track")
     if voice is not None:
-        key = "video" if _is_video(voice) else "file"
+        key = "video" if is_video(voice) else "file"
         lines += ["[[tracks]]", 'name = "voice"', f"{key} = {_q(_rel(Path(voice), base))}",
                   "gain_db = 0.0", ""]
     if music is not None:
-        key = "video" if _is_video(music) else "file"
+        key = "video" if is_video(music) else "file"
         lines += ["[[tracks]]", 'name = "music"', f"{key} = {_q(_rel(Path(music), base))}",
                   f"gain_db = {MUSIC_DB:.1f}", ""]
         tracks.append("music")
@@ -108,11 +109,6 @@ def session_text(videos, voice, music, preset: str, out: Path) -> tuple[str, lis
         lines.append("video = [" + ", ".join(_q(_rel(v.path, base)) for v in infos) + "]")
     lines += ["keep_native = false   # true: the clips' own audio as a second stream", ""]
     return "\n".join(lines), notes
-
-
-def _is_video(path) -> bool:
-    from .sources.media import is_video
-    return is_video(path)
 
 
 def write_session(videos, voice, music, preset: str, out, force: bool = False):
@@ -142,7 +138,7 @@ def cmd_new(args) -> int:
     session, notes = write_session(args.video, args.voice, args.music, args.preset,
                                    args.output, args.force)
     for n in notes:
-        print(f"livemix: note: {n}")
+        print(f"livemix: note: {n}", file=sys.stderr)
     names = ", ".join(t.name for t in session.tracks)
     print(f"wrote {args.output}: tracks {names}; target {args.preset}; "
           f"render it with: livemix render {args.output} -o final.mp4")

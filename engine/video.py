@@ -19,7 +19,8 @@ Packets of all streams are interleaved in time order as they are written, so
 memory stays at one packet per stream whatever the video's length.
 
 ``deliver_render`` (``livemix render SESSION -o final.mp4``) renders the
-session offline to a temporary float WAV as long as the video, then muxes;
+session offline as long as the video, streaming the mix into the encoder as
+it is made (``MixPipe``);
 ``python -m engine.video TAKE.json`` does the same for a take of ``livemix
 run`` (the live engine starts it in a subprocess after each take when the
 session has ``[output] video``). Control threads / child processes only.
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LivemixError
+from .sources.media import load_av, reason
 
 VIDEO_OUTPUTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm")
 # Matroska / WebM get Opus: its encoder delay (pre-skip) is in its header, whereas
@@ -52,17 +54,6 @@ class VideoError(LivemixError):
     """A video that cannot be read or written."""
 
 
-def _av():
-    import av
-    av.logging.set_level(av.logging.PANIC)
-    return av
-
-
-def _reason(e: Exception) -> str:
-    text = getattr(e, "strerror", None) or str(e)
-    return text.split(": '")[0].strip().rstrip(".") or type(e).__name__
-
-
 @dataclass(frozen=True)
 class VideoInfo:
     path: Path
@@ -74,7 +65,7 @@ class VideoInfo:
     pix_fmt: str
     extradata: bytes
     time_base: Fraction
-    audio: tuple[str, ...]     # codecs of its audio streams
+    audio: tuple               # (codec, rate, channels, codec headers) of its first audio stream
 
     def describe(self) -> str:
         return f"{self.codec} {self.width}x{self.height} {self.pix_fmt}"
@@ -99,12 +90,25 @@ def _duration(c, s) -> float:
     return float(end * s.time_base) - start_s(s)
 
 
+_probed: dict = {}
+
+
 def probe(path) -> VideoInfo:
-    """The picture of a clip; VideoError naming it if it has none or cannot be read."""
+    """The picture of a clip; VideoError naming it if it has none or cannot be read.
+    Remembered per file (path, size, mtime): a Matroska clip is read through to
+    find its length."""
     path = Path(path)
     if not path.exists():
         raise VideoError(f"{path}: no such file")
-    av = _av()
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _probed:
+        _probed[key] = _probe(path)
+    return _probed[key]
+
+
+def _probe(path: Path) -> VideoInfo:
+    av = load_av()
     try:
         with av.open(str(path)) as c:
             if not c.streams.video:
@@ -115,12 +119,34 @@ def probe(path) -> VideoInfo:
                              codec=cc.name, width=cc.width, height=cc.height,
                              pix_fmt=str(cc.format.name if cc.format else "?"),
                              extradata=bytes(cc.extradata or b""), time_base=s.time_base,
-                             audio=tuple(a.codec_context.name for a in c.streams.audio
-                                         if a.codec_context))
+                             audio=tuple(_audio_params(a) for a in c.streams.audio[:1]))
     except VideoError:
         raise
     except Exception as e:
-        raise VideoError(f"{path}: not a readable video ({_reason(e)})") from None
+        raise VideoError(f"{path}: not a readable video ({reason(e)})") from None
+
+
+def _audio_params(a) -> tuple:
+    cc = a.codec_context
+    return (cc.name if cc else "?", a.rate, a.channels, bytes(cc.extradata or b"") if cc else b"")
+
+
+def native_joinable(infos: list[VideoInfo]) -> None:
+    """VideoError unless every clip has an audio stream that a stream copy can join
+    (keep_native): nothing of the native audio is dropped without a word."""
+    for v in infos:
+        if not v.audio:
+            raise VideoError(f"{v.path}: has no audio stream to keep (keep_native); "
+                             "set keep_native = false, or give every clip its audio")
+    first = infos[0]
+    for v in infos[1:]:
+        if v.audio[0] != first.audio[0]:
+            c0, r0, n0, _ = first.audio[0]
+            c1, r1, n1, _ = v.audio[0]
+            why = (f"{c1} {r1} Hz {n1} ch vs {c0} {r0} Hz {n0} ch" if (c0, r0, n0) != (c1, r1, n1)
+                   else "different encoder settings")
+            raise VideoError(f"{v.path}: its audio cannot be joined to {first.path.name}'s "
+                             f"without re-encoding ({why}); set keep_native = false")
 
 
 def joinable(infos: list[VideoInfo]) -> None:
@@ -186,7 +212,7 @@ def _mix_packets(read, total: int, offset: int, rate: int, channels: int, stream
     """(time s, packet) of the mix encoded from container frame ``t0`` (the first
     picture): ``offset`` frames of silence, then ``read(n)`` until ``total`` frames
     (padding with silence when it runs out)."""
-    av = _av()
+    av = load_av()
     layout = "mono" if channels == 1 else "stereo"
     pos = 0
     while pos < total:
@@ -223,19 +249,22 @@ class FileMix:
                 self._files.append(sf.SoundFile(str(p)))
             except Exception as e:
                 self.close()
-                raise VideoError(f"{p}: cannot read the mix ({_reason(e)})") from None
+                raise VideoError(f"{p}: cannot read the mix ({reason(e)})") from None
         self.rate = self._files[0].samplerate
         self.channels = min(2, self._files[0].channels)
         self.frames = sum(f.frames for f in self._files)
         self._k = 0
 
     def read(self, n: int) -> np.ndarray:
-        while self._k < len(self._files):
-            y = self._files[self._k].read(n, dtype="float32", always_2d=True)
-            if len(y):
-                return y[:, :self.channels]
-            self._k += 1
-        return np.zeros((0, self.channels), np.float32)
+        """Up to ``n`` frames, across the parts (short only at the very end)."""
+        parts, have = [], 0
+        while have < n and self._k < len(self._files):
+            y = self._files[self._k].read(n - have, dtype="float32", always_2d=True)
+            if len(y) < n - have:
+                self._k += 1
+            parts.append(y[:, :self.channels])
+            have += len(y)
+        return np.concatenate(parts) if parts else np.zeros((0, self.channels), np.float32)
 
     def close(self) -> None:
         for f in self._files:
@@ -301,13 +330,15 @@ def mux(videos, mix, out_path, keep_native: bool = False, offset_frames: int = 0
     """Write ``out_path``: the picture of ``videos`` (joined), the mix (a FileMix or
     MixPipe: ``rate``, ``channels``, ``read(n)``, ``frames``) starting
     ``offset_frames`` into the video, and with ``keep_native`` the clips' own audio."""
-    av = _av()
+    av = load_av()
     out_path = Path(out_path)
     ext = out_path.suffix.lower()
     if ext not in VIDEO_OUTPUTS:
         raise VideoError(f"{out_path}: a video needs one of {', '.join(VIDEO_OUTPUTS)}")
     infos = [probe(v) for v in videos]
     joinable(infos)
+    if keep_native:
+        native_joinable(infos)
     starts, t = [], 0.0
     for v in infos:
         starts.append(t)
@@ -317,13 +348,18 @@ def mux(videos, mix, out_path, keep_native: bool = False, offset_frames: int = 0
     total = round(duration * rate)
     codec = "libopus" if ext in MATROSKA else "aac"
     enc_rate = 48000 if codec == "libopus" else (rate if rate in AAC_RATES else 48000)
-    tmp = out_path.with_name(f".{out_path.name}.part")
-    ins = [av.open(str(v)) for v in videos]
+    tmp = part_path(out_path)
+    ins = []
     try:
+        for v in videos:
+            try:
+                ins.append(av.open(str(v)))
+            except Exception as e:
+                raise VideoError(f"{v}: not a readable video ({reason(e)})") from None
         try:
             out = av.open(str(tmp), "w", format=_format(ext))
         except Exception as e:
-            raise VideoError(f"{out_path}: cannot write ({_reason(e)})") from None
+            raise VideoError(f"{out_path}: cannot write ({reason(e)})") from None
         try:
             try:
                 vout = out.add_stream_from_template(ins[0].streams.video[0])
@@ -331,11 +367,11 @@ def mux(videos, mix, out_path, keep_native: bool = False, offset_frames: int = 0
                                       layout="mono" if channels == 1 else "stereo")
                 aout.bit_rate = AUDIO_BITRATE
                 nout = None
-                if keep_native and ins[0].streams.audio:
+                if keep_native:
                     nout = out.add_stream_from_template(ins[0].streams.audio[0])
             except Exception as e:
                 raise VideoError(f"{out_path}: {ext[1:].upper()} cannot hold this video "
-                                 f"({infos[0].codec}): {_reason(e)}; use .mp4 or "
+                                 f"({infos[0].codec}): {reason(e)}; use .mp4 or "
                                  ".mkv") from None
             aout.disposition = av.stream.Disposition.default
             aout.metadata["title"] = "livemix mix"
@@ -352,8 +388,7 @@ def mux(videos, mix, out_path, keep_native: bool = False, offset_frames: int = 0
                 ins += [av.open(str(v)) for v in videos]
                 gens += [_copy_packets(c, c.streams.audio[0], nout, sh,
                                        v.start_s + v.duration_s)
-                         for c, sh, v in zip(ins[len(videos):], shifts, infos)
-                         if c.streams.audio]
+                         for c, sh, v in zip(ins[len(videos):], shifts, infos)]
             gens.append(_mix_packets(mix.read, total, offset_frames, rate, channels, aout,
                                      round(t0 * rate)))
             try:
@@ -362,10 +397,16 @@ def mux(videos, mix, out_path, keep_native: bool = False, offset_frames: int = 0
             except LivemixError:
                 raise
             except Exception as e:
-                raise VideoError(f"{out_path}: writing failed ({_reason(e)})") from None
+                raise VideoError(f"{out_path}: writing failed ({reason(e)})") from None
         finally:
-            out.close()
-        os.replace(tmp, out_path)
+            try:
+                out.close()               # writes the trailer (MP4's index)
+            except Exception as e:
+                raise VideoError(f"{out_path}: writing failed ({reason(e)})") from None
+        try:
+            os.replace(tmp, out_path)
+        except OSError as e:
+            raise VideoError(f"{out_path}: cannot write ({e.strerror})") from None
     finally:
         for c in ins:
             c.close()
@@ -377,17 +418,30 @@ def mux(videos, mix, out_path, keep_native: bool = False, offset_frames: int = 0
                      native=nout is not None)
 
 
+def part_path(out_path: Path) -> Path:
+    """Where ``mux`` writes before the finished file is renamed into place."""
+    return out_path.with_name(f".{out_path.name}.part")
+
+
 def _format(ext: str) -> str:
     return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",
             ".webm": "webm"}[ext]
 
 
 def check_output(session, out_path) -> None:
-    """LivemixError unless ``out_path`` can be a video render of ``session``."""
-    ext = Path(out_path).suffix.lower()
+    """LivemixError unless ``out_path`` can be a render of ``session``: a video render
+    needs [output] video, and no render overwrites one of the session's sources."""
+    out = Path(out_path).resolve()
+    ext = out.suffix.lower()
     if ext in VIDEO_OUTPUTS and not session.output.video:
         raise LivemixError(f"{out_path}: a video render needs the picture: add [output] "
                            f"video = \"clip.mp4\" to {session.path.name}")
+    sources = list(session.output.video)
+    for t in session.tracks:
+        sources += ([t.file] if t.file else []) + [c.path for c in t.clips]
+    if any(Path(p).resolve() == out for p in sources):
+        raise LivemixError(f"{out_path}: is one of the session's sources; render to "
+                           "another file")
 
 
 def deliver_render(session, out_path, render_kwargs: dict) -> tuple:

@@ -415,3 +415,55 @@ def test_analyze_takes_a_clip(tmp_path, cli):
     decoded, rate = decode_audio(clip)
     assert r["file"] == str(clip) and r["samplerate"] == rate
     assert r["integrated_lufs"] == pytest.approx(lufs(decoded, rate), abs=0.1)
+
+
+def test_video_render_guards(tmp_path, maker, cli):
+    """Never overwrite a source; the real reason when a container cannot hold the
+    picture; keep_native refuses what it would drop; no audio-only options."""
+    make_clip(tmp_path / "a.mp4", noise(1.0, amp=0.05), size="160x120")
+    make_clip(tmp_path / "b44.mp4", noise(1.0, amp=0.05, sr=44100), sr=44100, size="160x120")
+    make_clip(tmp_path / "mute.mp4", None, seconds=1.0, size="160x120")
+    s = maker.session([{"name": "amb", "video": "a.mp4"}], output={"video": "a.mp4"})
+    before = (tmp_path / "a.mp4").read_bytes()
+    for out, words in ((tmp_path / "a.mp4", "is one of the session's sources"),
+                       (tmp_path / "x.webm", "WEBM cannot hold this video (h264)")):
+        p = cli("render", s, "-o", out, check=False)
+        assert p.returncode != 0 and words in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "a.mp4").read_bytes() == before
+    assert not list(tmp_path.glob(".*.part"))
+    p = cli("render", s, "-o", tmp_path / "y.mp4", "--subtype", "FLOAT", check=False)
+    assert p.returncode != 0 and "--subtype" in p.stderr
+    for clips, words in ((["a.mp4", "mute.mp4"], "mute.mp4: has no audio stream to keep"),
+                         (["a.mp4", "b44.mp4"], "44100 Hz")):
+        s = maker.session([{"name": "amb", "video": "a.mp4"}],
+                          output={"video": clips, "keep_native": True}, name="k.toml")
+        p = cli("render", s, "-o", tmp_path / "k.mp4", check=False)
+        assert p.returncode != 0 and words in p.stderr, p.stderr
+
+
+def test_take_parts_play_back_to_back(tmp_path):
+    """A take recorded in several files: the video gets them without gaps."""
+    from engine.video import FileMix, mux
+    clip = make_clip(tmp_path / "clip.mp4", noise(2.0, amp=0.05), seconds=2.0)
+    x = np.zeros((SR, 2), np.float32)
+    x[round(0.3 * SR)] = 0.9                        # an impulse at 0.3 s of the take
+    sf.write(tmp_path / "p1.wav", x[:10000], SR, subtype="FLOAT")
+    sf.write(tmp_path / "p2.wav", x[10000:], SR, subtype="FLOAT")
+    mix = FileMix([tmp_path / "p1.wav", tmp_path / "p2.wav"])
+    r = mux([clip], mix, tmp_path / "t.mp4")
+    mix.close()
+    assert r.mix_s == pytest.approx(1.0)
+    y, rate = decode_audio(tmp_path / "t.mp4")
+    assert np.argmax(np.abs(y[:, 0])) == pytest.approx(0.3 * rate, abs=2)
+
+
+def test_truncated_clip_is_reported(tmp_path, cli, maker):
+    clip = make_clip(tmp_path / "full.mkv", noise(3.0, amp=0.05), codec="pcm16")
+    data = clip.read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[:len(data) // 2])
+    src = FileSource(Track(name="amb", file=tmp_path / "cut.mkv"), SR)
+    x = timeline(src)
+    assert len(x) < 2 * SR
+    assert any("truncated" in n and "cut.mkv" in n for n in src.notices)
+    assert src.length_frames == len(x)

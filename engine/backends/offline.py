@@ -169,6 +169,8 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
                 skip = min(n, max(0, start_frame - pos))
                 try:
                     out.write(buf[skip:n])
+                except LivemixError:      # a sink's own one-line reason
+                    raise
                 except Exception as e:
                     raise LivemixError(f"{out_path}: write failed ({e})") from None
                 pos += n

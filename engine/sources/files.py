@@ -198,7 +198,10 @@ class FileSource(_Source):
             gain = level_gain(lufs, track.match_loudness,
                               f"track {track.name!r}: {track.file.name}", self.notices)
         self._s = _Stream(track.file, track.stream, samplerate, gain)
-        self.file_rate = self._s.rate
+        self._frames = self._s.frames
+        if self._frames is None and not track.loop:   # a clip that does not say: count
+            _, n, rate = measure(track.file, track.stream)
+            self._frames = round(n * samplerate / rate)
         self.offset_frames = round(track.offset_s * samplerate)
         self._produced = 0          # timeline frames produced so far
 
@@ -207,6 +210,9 @@ class FileSource(_Source):
         """Session frames until this track ends (offset included); None when it loops
         or the clip does not say how long it is."""
         n = self._s.frames
+        if n is not None and self._frames is not None:
+            n = min(n, self._frames)          # a truncated clip, once decoded, says so
+        n = self._frames if n is None else n
         if self.track.loop or n is None:
             return None
         return self.offset_frames + n
@@ -235,12 +241,18 @@ class ClipsSource(_Source):
         self._spans = []            # [start, stop) session frames per clip
         self._gains = []
         for clip in track.clips:
-            lufs, frames, rate = measure(clip.path, clip.stream)
-            n = round(frames * samplerate / rate)
-            gain = 1.0
-            if track.match_loudness is not None:
-                gain = level_gain(lufs, track.match_loudness,
-                                  f"track {track.name!r}: {clip.path.name}", self.notices)
+            gain, n = 1.0, None
+            if track.match_loudness is None:          # the length the clip declares
+                m = open_media(clip.path, clip.stream)
+                if m.frames is not None:
+                    n = round(m.frames * samplerate / m.samplerate)
+                m.close()
+            if n is None:                             # measured: loudness and length
+                lufs, frames, rate = measure(clip.path, clip.stream)
+                n = round(frames * samplerate / rate)
+                if track.match_loudness is not None:
+                    gain = level_gain(lufs, track.match_loudness,
+                                      f"track {track.name!r}: {clip.path.name}", self.notices)
             self._spans.append([round(clip.at_s * samplerate), n])
             self._gains.append(gain)
         for k, span in enumerate(self._spans):

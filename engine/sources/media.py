@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import SourceError
 
 VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
+SHORT_S = 0.05     # audio this much shorter than its clip declares is reported
 
 
 def is_video(path) -> bool:
@@ -82,16 +83,18 @@ class SoundFileAudio:
         self._f.close()
 
 
-def _av():
+def load_av():
+    """PyAV, with FFmpeg's own log silenced (errors reach the user as one line from us)."""
     try:
         import av
     except ImportError:   # pragma: no cover - a dependency of the package
         raise SourceError("video clips need PyAV: pip install av") from None
-    av.logging.set_level(av.logging.PANIC)   # errors reach the user as one line from us
+    av.logging.set_level(av.logging.PANIC)
     return av
 
 
-def _reason(e: Exception) -> str:
+def reason(e: Exception) -> str:
+    """FFmpeg's error text, short: no path, no trailing period."""
     text = getattr(e, "strerror", None) or str(e)
     return text.split(": '")[0].strip().rstrip(".") or type(e).__name__
 
@@ -118,12 +121,12 @@ class VideoAudio:
         self._open()
 
     def _open(self) -> None:
-        av = _av()
+        av = load_av()
         path = self.path
         try:
             self._c = av.open(str(path))
         except Exception as e:
-            raise SourceError(f"{path}: not a readable video ({_reason(e)})") from None
+            raise SourceError(f"{path}: not a readable video ({reason(e)})") from None
         audio = self._c.streams.audio
         if not audio:
             self._c.close()
@@ -171,14 +174,18 @@ class VideoAudio:
         self._pos = 0          # clip frames handed out so far
         self._end = False
         # Decode the first frame now: an unsupported codec fails here, naming the clip.
-        self._fill(1)
+        try:
+            self._fill(1)
+        except BaseException:
+            self.close()
+            raise
         if self._end and self._pos == 0 and len(self._pending) == 0:
             self.close()
             raise SourceError(f"{path}: audio stream {self.index} ({self.codec}) holds no "
                               "decodable audio")
 
     def _decode(self):
-        av = _av()
+        av = load_av()
         for packet in self._c.demux(self._s):
             try:
                 frames = packet.decode()
@@ -187,11 +194,11 @@ class VideoAudio:
                     continue
                 self.corrupt_packets += 1
                 if self.corrupt_packets == 1:
-                    self.notices.append(f"{self.path}: corrupt audio skipped ({_reason(e)})")
+                    self.notices.append(f"{self.path}: corrupt audio skipped ({reason(e)})")
                 if self.corrupt_packets > 50 and self._pos == 0:
                     raise SourceError(f"{self.path}: audio stream {self.index} "
                                       f"({self.codec}) cannot be decoded "
-                                      f"({_reason(e)})") from None
+                                      f"({reason(e)})") from None
                 continue
             for frame in frames:
                 for out in self._resampler.resample(frame):
@@ -208,11 +215,12 @@ class VideoAudio:
                 frame = next(self._frames)
             except StopIteration:
                 self._end = True
+                self._check_length(self._pos + have)
                 break
             except SourceError:
                 raise
             except Exception as e:
-                raise SourceError(f"{self.path}: audio decode failed ({_reason(e)})") from None
+                raise SourceError(f"{self.path}: audio decode failed ({reason(e)})") from None
             x = frame.to_ndarray().T
             if frame.pts is not None:            # place the frame on the clip's timeline
                 at = round(frame.pts * frame.time_base * self.samplerate) - self._origin
@@ -225,6 +233,16 @@ class VideoAudio:
             parts.append(np.ascontiguousarray(x, dtype=np.float32))
             have += len(x)
         self._pending = np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def _check_length(self, total: int) -> None:
+        """At the end of the stream: a clip whose audio stops well short of the length
+        it declares (a truncated download) is said, and its length corrected."""
+        if self.frames is not None and self.frames - total > max(self._slack,
+                                                                  SHORT_S * self.samplerate):
+            self.notices.append(f"{self.path}: its audio ends at {total / self.samplerate:.2f}"
+                                f" s of the {self.frames / self.samplerate:.2f} s it declares "
+                                "(truncated?); the rest is silent")
+            self.frames = total
 
     def read(self, n: int) -> np.ndarray:
         self._fill(n)
