@@ -186,13 +186,21 @@ def cmd_check(args) -> int:
     from .targets import PRESETS
     target, ceiling = PRESETS[args.preset]
     results, failed = [], False
-    for clip in args.clips:
+    tty = sys.stderr.isatty()
+    for k, clip in enumerate(args.clips):
+        if tty:                                     # status while a batch is measured
+            sys.stderr.write(f"\rchecking {k + 1}/{len(args.clips)}: {Path(clip).name[:50]}"
+                             + " " * 10)
+            sys.stderr.flush()
         try:
             results.append(check_clip(clip, target, ceiling))
         except LivemixError as e:
             failed = True
             results.append({"clip": clip, "error": str(e)})
-            print(f"livemix: error: {e}", file=sys.stderr)
+            print(("\r" + " " * 78 + "\r" if tty else "") + f"livemix: error: {e}",
+                  file=sys.stderr)
+    if tty:
+        sys.stderr.write("\r" + " " * 78 + "\r")
     if args.json:
         print(json.dumps(results, indent=2))
     else:

@@ -388,8 +388,13 @@ def test_live_take_is_delivered_as_video(tmp_path, maker, jack, cli):
     """`livemix run` through JACK plays a clip's audio live; the take comes out as a video:
     the clip's picture, the take's audio at its session frame, padded to the video."""
     clip = make_clip(tmp_path / "clip.mp4", noise(4.0, amp=0.05, seed=11), seconds=4.0)
+    make_clip(tmp_path / "s1.webm", noise(1.0, amp=0.02, seed=13), codec="opus")
+    make_clip(tmp_path / "s2.mkv", sine(500.0, 2.0, amp=0.1), codec="pcm16")
     sf.write(tmp_path / "vo.wav", sine(300.0, 4.0, amp=0.3), SR)
     path = maker.session([{"name": "amb", "video": "clip.mp4"},
+                          {"name": "seq", "match_loudness": -30.0,
+                           "clips": [{"video": "s1.webm", "at_s": 0.0},
+                                     {"video": "s2.mkv", "at_s": 0.8}]},
                           {"name": "vo", "file": "vo.wav"}], output={"video": "clip.mp4"})
     p = cli("run", path, "--duration", "2", "--ui", "none", "--backend", "portaudio",
             "--takes-dir", tmp_path / "takes")
