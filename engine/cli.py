@@ -527,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_check_parser(sub)
     from .newsession import add_new_parser
     add_new_parser(sub)
+    from .video import add_video_parser
+    add_video_parser(sub)
     return p
 
 

@@ -512,6 +512,18 @@ def deliver_take(sidecar_path, out_path=None) -> MuxResult:
         mix.close()
 
 
+def add_video_parser(sub):
+    """Add ``video`` to the CLI's subparsers: the job ``run`` starts after each take,
+    by hand (a take recovered after a crash, or another output name)."""
+    p = sub.add_parser("video", help="mux a take's audio into its session's [output] video")
+    p.add_argument("take", metavar="TAKE.json", help="the take's sidecar")
+    p.add_argument("-o", "--output", metavar="OUT.mp4",
+                   help="default: <take>.mp4 (the extension of the session's video)")
+    p.set_defaults(func=lambda args: print(deliver_take(args.take, args.output).summary())
+                   or 0)
+    return p
+
+
 def main(argv=None) -> int:
     """``python -m engine.video TAKE.json [-o OUT.mp4]``: prints the video's summary;
     errors as one line on stderr, exit 1. Runs at nice +10 (next to a live engine)."""

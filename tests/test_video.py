@@ -472,3 +472,9 @@ def test_truncated_clip_is_reported(tmp_path, cli, maker):
     assert len(x) < 2 * SR
     assert any("truncated" in n and "cut.mkv" in n for n in src.notices)
     assert src.length_frames == len(x)
+    # the same job by hand, into another container
+    p = cli("video", wav.with_suffix(".json"), "-o", tmp_path / "again.mkv")
+    assert "again.mkv: video copied" in p.stdout
+    assert packets(tmp_path / "again.mkv") == packets(clip)
+    p = cli("video", tmp_path / "nope.json", check=False)
+    assert p.returncode != 0 and "nope.json" in p.stderr and "Traceback" not in p.stderr
