@@ -79,11 +79,16 @@ def test_stream_picks_an_audio_stream(tmp_path, maker):
 
 @pytest.mark.parametrize("kind,expect", [
     ("noaudio", "has no audio stream"), ("garbage", "not a readable video"),
-    ("truncated", "not a readable video")])
+    ("truncated", "not a readable video"), ("codec", "cannot be decoded")])
 def test_unusable_clips_are_one_line_naming_the_clip(tmp_path, maker, cli, kind, expect):
     good = make_clip(tmp_path / "good.mp4", sine(440.0, 1.0))
     if kind == "noaudio":
         make_clip(tmp_path / "bad.mp4", None, seconds=1.0)
+    elif kind == "codec":         # an audio codec no decoder knows: Opus renamed in the header
+        make_clip(tmp_path / "bad.mkv", sine(440.0, 1.0), codec="opus")
+        data = (tmp_path / "bad.mkv").read_bytes()
+        assert data.count(b"A_OPUS") == 1
+        (tmp_path / "bad.mp4").write_bytes(data.replace(b"A_OPUS", b"A_ZZZZ"))
     elif kind == "garbage":
         (tmp_path / "bad.mp4").write_bytes(np.random.default_rng(0).bytes(20000))
     else:
