@@ -483,3 +483,19 @@ def test_truncated_clip_is_reported(tmp_path, cli, maker):
     assert packets(tmp_path / "again.mkv") == packets(clip)
     p = cli("video", tmp_path / "nope.json", check=False)
     assert p.returncode != 0 and "nope.json" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_clip_measurements_are_remembered(tmp_path, monkeypatch):
+    from engine.sources import media
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    clip = make_clip(tmp_path / "c.mp4", noise(1.0, amp=0.05, seed=14))
+    first = media.measure(clip)
+    calls = []
+    real = media._measure
+    monkeypatch.setattr(media, "_measure", lambda *a: calls.append(a) or real(*a))
+    assert media.measure(clip) == first and calls == []          # remembered
+    make_clip(tmp_path / "c.mp4", noise(1.5, amp=0.2, seed=15))  # the clip changed
+    again = media.measure(clip)
+    assert len(calls) == 1 and again[0] > first[0] + 10 and again[1] > first[1]
+    (tmp_path / "cache" / "livemix" / "measured.json").write_text("{not json")
+    assert media.measure(clip) == again                          # a broken cache is ignored

@@ -18,7 +18,9 @@ and what ``read`` asks for. Producer threads / processes only.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -265,9 +267,51 @@ class VideoAudio:
             pass
 
 
+MEASURE_CACHE_ENTRIES = 2000    # remembered measurements (about 150 bytes each)
+
+
+def _measure_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "livemix" / "measured.json"
+
+
 def measure(path, stream: int | None = None):
-    """(integrated loudness LUFS, frames, sample rate Hz) of a file or clip's audio,
-    decoded once. Producer side (start of a render or the reader process)."""
+    """(integrated loudness LUFS, frames, sample rate Hz) of a file or clip's audio.
+
+    Decoded once, then remembered per file (path, size, modification time, stream)
+    in ``~/.cache/livemix/measured.json``, so renders and live starts of a session
+    with many clips do not decode each clip twice every time. Producer side (start
+    of a render or the reader process); an unreadable cache is ignored."""
+    path = Path(path)
+    st = path.stat() if path.exists() else None
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{stream}" if st else None
+    cache = _measure_cache()
+    try:
+        known = json.loads(cache.read_text(encoding="utf-8"))
+        hit = known.get(key) if isinstance(known, dict) else None
+        if hit is not None:
+            return (-math.inf if hit[0] is None else float(hit[0])), int(hit[1]), int(hit[2])
+    except (OSError, ValueError, TypeError, IndexError):
+        known = {}
+    result = _measure(path, stream)
+    if key is not None:
+        if not isinstance(known, dict):
+            known = {}
+        known[key] = [result[0] if math.isfinite(result[0]) else None, result[1], result[2]]
+        for old in list(known)[:max(0, len(known) - MEASURE_CACHE_ENTRIES)]:
+            del known[old]
+        try:                          # written whole, then renamed: readers never see half
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(known), encoding="utf-8")
+            os.replace(tmp, cache)
+        except OSError:
+            pass
+    return result
+
+
+def _measure(path: Path, stream: int | None):
+    """measure() without the cache: decode and meter the whole stream."""
     from ..dsp.meters import integrated_lufs, meter_feed, new_meter
     m = open_media(path, stream)
     chunk = 65536
