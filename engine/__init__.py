@@ -28,8 +28,13 @@ def _numba_cache_dir() -> str:
         for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
             h.update(str(f.relative_to(here)).encode())
             h.update(f.read_bytes())
+    return os.path.join(cache_dir(), "numba", h.hexdigest()[:16])
+
+
+def cache_dir() -> str:
+    """livemix's cache directory: $XDG_CACHE_HOME/livemix, else ~/.cache/livemix."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "livemix", "numba", h.hexdigest()[:16])
+    return os.path.join(base, "livemix")
 
 
 if "NUMBA_CACHE_DIR" not in os.environ:

@@ -271,8 +271,8 @@ MEASURE_CACHE_ENTRIES = 2000    # remembered measurements (about 150 bytes each)
 
 
 def _measure_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "livemix" / "measured.json"
+    from .. import cache_dir
+    return Path(cache_dir()) / "measured.json"
 
 
 def measure(path, stream: int | None = None):
