@@ -343,7 +343,7 @@ def test_render_to_video_copies_the_picture_and_matches_the_mix(tmp_path, maker,
 
 
 def test_render_length_follows_the_video(tmp_path, maker, cli):
-    clip = make_clip(tmp_path / "clip.mp4", noise(2.0, amp=0.05), seconds=2.0)
+    make_clip(tmp_path / "clip.mp4", noise(2.0, amp=0.05), seconds=2.0)
     sf.write(tmp_path / "long.wav", sine(300.0, 3.5, amp=0.3), SR)
     sf.write(tmp_path / "short.wav", sine(300.0, 1.0, amp=0.3), SR)
     cut = maker.session([{"name": "m", "file": "long.wav"}], output={"video": "clip.mp4"},
