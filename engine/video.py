@@ -1,6 +1,6 @@
 """Delivering a video: the mix muxed into a copy of the picture (PyAV / FFmpeg).
 
-``mux(videos, audio, out)`` writes ``out`` (.mp4, .m4v, .mov, .mkv or .webm)
+``mux(videos, mix, out)`` writes ``out`` (.mp4, .m4v, .mov, .mkv or .webm)
 with:
 
 - the video stream of ``videos`` copied packet for packet, never re-encoded;
@@ -21,9 +21,10 @@ memory stays at one packet per stream whatever the video's length.
 ``deliver_render`` (``livemix render SESSION -o final.mp4``) renders the
 session offline as long as the video, streaming the mix into the encoder as
 it is made (``MixPipe``);
-``python -m engine.video TAKE.json`` does the same for a take of ``livemix
-run`` (the live engine starts it in a subprocess after each take when the
-session has ``[output] video``). Control threads / child processes only.
+``python -m engine.video TAKE.json`` (``livemix video TAKE.json`` by hand)
+does the same for a take of ``livemix run``: the live engine starts it in a
+subprocess after each take when the session has ``[output] video``. Control
+threads / child processes only.
 """
 from __future__ import annotations
 
