@@ -7,8 +7,8 @@ more), and a reader needs the GIL several times per chunk, so it fell behind
 by seconds and tracks ran dry (measured: 263,752 underrun blocks in 8 s with
 64 tracks). In a process of its own the readers only ever wait for the disk.
 
-``ReaderProcess.start()`` spawns the process, which opens every file track,
-fills every ring, says "ready", then keeps the rings full (waking every 20 ms,
+``ReaderProcess.start()`` spawns the process, which opens every file track
+(measuring clips for ``match_loudness``, said after 3 s), fills every ring, says "ready", then keeps the rings full (waking every 20 ms,
 or at once while a ring is under half full, which a freewheeling server
 causes). Source errors and notices come back through a pipe; a failed source
 ends its track where its data ends. Control thread (parent); the child runs
@@ -24,7 +24,8 @@ import threading
 from ..errors import LivemixError
 
 PERIOD_S = 0.02
-START_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 600.0     # opening every source (clips measured for match_loudness)
+START_SAY_S = 3.0           # ... said to be under way after this long
 
 
 def _reader_main(layout, session, conn) -> None:
@@ -102,9 +103,18 @@ class ReaderProcess:
         self._proc.start()
         child.close()
         self._conn = parent
-        if not parent.poll(START_TIMEOUT_S):
-            self.stop()
-            raise LivemixError("the file readers did not start")
+        waited = 0.0
+        while not parent.poll(1.0):
+            waited += 1.0
+            if not self._proc.is_alive() and not parent.poll(0):
+                raise LivemixError(f"the file readers exited ({self._proc.exitcode})")
+            if waited == START_SAY_S:
+                self.on_event("notice", "opening the sources is taking a while (a clip "
+                              "with match_loudness is decoded once to measure it) ...")
+            if waited >= START_TIMEOUT_S:
+                self.stop()
+                raise LivemixError(f"the file readers did not open the sources in "
+                                   f"{START_TIMEOUT_S:.0f} s")
         try:
             kind, detail = parent.recv()
         except EOFError:
