@@ -8,9 +8,10 @@ by seconds and tracks ran dry (measured: 263,752 underrun blocks in 8 s with
 64 tracks). In a process of its own the readers only ever wait for the disk.
 
 ``ReaderProcess.start()`` spawns the process, which opens every file track
-(measuring clips for ``match_loudness``, said after 3 s), fills every ring, says "ready", then keeps the rings full (waking every 20 ms,
-or at once while a ring is under half full, which a freewheeling server
-causes). Source errors and notices come back through a pipe; a failed source
+(measuring clips for ``match_loudness``; a slow start is said after 3 s),
+fills every ring, says "ready", then keeps the rings full (waking every
+20 ms, or at once while a ring is under half full, which a freewheeling
+server causes). Source errors and notices come back through a pipe; a failed source
 ends its track where its data ends. Control thread (parent); the child runs
 ``_reader_main``.
 """
