@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli import clock
 from .errors import LivemixError, SourceError
 
 SILENCE_LUFS = -60.0        # momentary loudness under this is silence
@@ -87,11 +88,6 @@ def _silences(rows: np.ndarray, rate: int, duration_s: float) -> list[dict]:
     return out
 
 
-def _clock(s: float) -> str:
-    m, s = divmod(s, 60.0)
-    return f"{int(m):02d}:{s:06.3f}"
-
-
 def verdict(r: dict, target_lufs: float, ceiling_dbtp: float) -> tuple[str, str, float]:
     """(verdict, reason, dB to lower by) of an analysis with silences added."""
     counts = r["problem_counts"]
@@ -101,7 +97,7 @@ def verdict(r: dict, target_lufs: float, ceiling_dbtp: float) -> tuple[str, str,
         parts = []
         for k in bad:
             first = next((p for p in probs if p["kind"] == k), None)
-            where = f" (first at {_clock(first['start_s'])}: {first['detail']})" if first else ""
+            where = f" (first at {clock(first['start_s'])}: {first['detail']})" if first else ""
             parts.append(f"{counts[k]} {k.replace('_', ' ')}{'s' if counts[k] != 1 else ''}"
                          f"{where}")
         return "replace", "artifacts: " + "; ".join(parts), 0.0
@@ -174,8 +170,8 @@ def check_lines(results: list[dict]) -> list[str]:
                      f"{('-inf' if tp is None else f'{tp:+.1f}') + ' dBTP':>10}  {r['reason']}")
     for r in results:
         for p in r.get("problems", [])[:20]:
-            lines.append(f"  {Path(r['clip']).name}: {_clock(p['start_s'])} - "
-                         f"{_clock(p['end_s'])}  {p['kind']:<15} {p['detail']}")
+            lines.append(f"  {Path(r['clip']).name}: {clock(p['start_s'])} - "
+                         f"{clock(p['end_s'])}  {p['kind']:<15} {p['detail']}")
     return lines
 
 

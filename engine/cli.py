@@ -292,7 +292,7 @@ class _FileProgress:
             sys.stderr.flush()
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     """mm:ss.mmm, or h:mm:ss.mmm from an hour."""
     ms = int(round(seconds * 1000))
     h, rest = divmod(ms, 3_600_000)
@@ -309,7 +309,7 @@ def _level(value, unit: str, sign: bool = False) -> str:
 
 def analyze_lines(r: dict) -> list[str]:
     """The human report of ``livemix analyze``."""
-    lines = [f"{r['file']}: {_clock(r['duration_s'])}, {r['samplerate']} Hz, "
+    lines = [f"{r['file']}: {clock(r['duration_s'])}, {r['samplerate']} Hz, "
              f"{r['channels']} channel{'s' if r['channels'] != 1 else ''}",
              f"  integrated       {_level(r['integrated_lufs'], 'LUFS'):>12}",
              f"  loudness range   {_level(r['lra_lu'], 'LU'):>12}",
@@ -326,9 +326,9 @@ def analyze_lines(r: dict) -> list[str]:
     summary = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in counts.items())
     lines.append(f"problems: {sum(counts.values())} ({summary}; true-peak ceiling "
                  f"{r['ceiling_dbtp']:+.1f} dBTP)")
-    width = len(_clock(r["duration_s"]))
+    width = len(clock(r["duration_s"]))
     for p in r["problems"]:
-        lines.append(f"  {_clock(p['start_s']):>{width}} - {_clock(p['end_s']):<{width}}  "
+        lines.append(f"  {clock(p['start_s']):>{width}} - {clock(p['end_s']):<{width}}  "
                      f"{p['kind']:<15} {p['detail']}")
     listed = len(r["problems"])
     if listed < sum(counts.values()):

@@ -499,3 +499,34 @@ def test_clip_measurements_are_remembered(tmp_path, monkeypatch):
     assert len(calls) == 1 and again[0] > first[0] + 10 and again[1] > first[1]
     (tmp_path / "cache" / "livemix" / "measured.json").write_text("{not json")
     assert media.measure(clip) == again                          # a broken cache is ignored
+
+
+def test_a_looping_clip_repeats_sample_exact(tmp_path):
+    a = noise(0.5, amp=0.2, seed=16)
+    clip = make_clip(tmp_path / "loop.mkv", a, codec="pcm")
+    src = FileSource(Track(name="amb", file=clip, loop=True), SR)
+    assert src.length_frames is None
+    x = np.concatenate([c for c, _ in zip(src.chunks(), range(3))])   # 3 chunks of 65536
+    np.testing.assert_array_equal(x, np.tile(a.astype(np.float32), (len(x) // len(a) + 1, 1))
+                                  [:len(x)])
+
+
+@pytest.mark.parametrize("track,output,key,problem", [
+    ({"file": "a.wav", "stream": 1}, None, "tracks[1].stream", "use it with video"),
+    ({"input": [1], "match_loudness": -20.0}, None, "tracks[1].match_loudness", "live input"),
+    ({"file": "a.wav", "crossfade_ms": 5.0}, None, "tracks[1].crossfade_ms", "clips"),
+    ({"clips": [{"video": "c.mp4"}], "loop": True}, None, "tracks[1].loop", "not with clips"),
+    ({"file": "a.wav", "video": "c.mp4"}, None, "tracks[1].video", "exactly one source"),
+    ({"video": "c.mp4", "match_loudness": 5.0}, None, "tracks[1].match_loudness", "maximum"),
+    ({"file": "a.wav"}, {"keep_native": True}, "output.keep_native", "needs video"),
+    ({"file": "a.wav"}, {"video": "a.wav"}, "output.video", "has no video stream"),
+    ({"file": "a.wav"}, {"video": "nope.mp4"}, "output.video", "no such file"),
+    ({"file": "a.wav"}, {"video": "c.mp4", "codec": "aac"}, "output.codec", "unknown key")])
+def test_video_session_errors_name_the_key(tmp_path, maker, track, output, key, problem):
+    sf.write(tmp_path / "a.wav", sine(440.0, 0.5), SR)
+    make_clip(tmp_path / "c.mp4", sine(440.0, 1.0))
+    extra = {"output": output} if output else {}
+    path = maker.session([{"name": "t", **track}], **extra)
+    with pytest.raises(LivemixError) as e:
+        load_session(path)
+    assert key in str(e.value) and problem in str(e.value), str(e.value)
