@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 
 # The sources numba compiles (kernels, the callback, the constants they inline).
-KERNEL_SOURCES = ("dsp", "rt", "params.py", "backends/portaudio.py")
+KERNEL_SOURCES = ("dsp", "rt", "params.py")
 
 
 def _numba_cache_dir() -> str:

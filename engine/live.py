@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .automation import drain as drain_automation
-from .dsp.layout import (EV_UNDERRUN, EV_XRUN, SN_CEIL, SN_M, SN_PEAK_L, SN_PEAK_R, SN_S,
+from .dsp.layout import (EV_UNDERRUN, EV_XRUN, PA_INPUT_OVERFLOW, PA_INPUT_UNDERFLOW,
+                         PA_OUTPUT_OVERFLOW, PA_OUTPUT_UNDERFLOW, SN_CEIL, SN_M, SN_PEAK_L, SN_PEAK_R, SN_S,
                          ST_LAST_PPM, STK_PEAK, STK_TP, A_LOST, DS_DEPTH, IO_RECORD, ST_REC_START, M_GAIN_DB, T_GAIN_DB, T_MUTE, T_PAN,
                          T_SOLO, K_FRAME, LOAD_BIN_PPM, S_UNDERRUNS, ST_CALLBACKS,
                          ST_FRAMES, ST_MAX_NS, ST_MAX_PPM, ST_REC_DROPPED, ST_SUM_PPM, ST_XRUNS,
@@ -47,6 +48,15 @@ def warm_up(session, maxblock: int) -> None:
     io = allocate_io(session, record_s=0.1)
     out = np.zeros((maxblock, session.engine.channels), np.float32)
     engine_cycle(st, io, out, out, maxblock, 0)
+
+
+def xrun_text(status: int) -> str:
+    """PortAudio's status flags in words ("output underflow", ...)."""
+    names = [name for bit, name in ((PA_OUTPUT_UNDERFLOW, "output underflow"),
+                                    (PA_OUTPUT_OVERFLOW, "output overflow"),
+                                    (PA_INPUT_UNDERFLOW, "input underflow"),
+                                    (PA_INPUT_OVERFLOW, "input overflow")) if status & bit]
+    return ", ".join(names) or f"status {status:#x}"
 
 
 def _db(linear: float) -> float:
@@ -208,20 +218,24 @@ class LiveEngine:
         self.started_at = time.monotonic()
 
     def _start_backend(self, inch: int, maxblock: int) -> None:
-        from .backends.portaudio import NoOutputDevice, PortAudioBackend, StreamOptions
-        from .backends.virtual import VirtualBackend
+        from .backends.child import AudioChild, StreamOptions
+        from .backends.portaudio import NoOutputDevice
         s = self.session
+
+        def child(kind):
+            opts = StreamOptions(backend=kind, samplerate=s.engine.samplerate,
+                                 blocksize=self.blocksize or 0, channels=s.engine.channels,
+                                 input_channels=inch, device=self.device,
+                                 client_name=self.client_name, maxblock=maxblock)
+            return AudioChild(self.arena.layout(), self.io, opts, on_event=self._event,
+                              on_gap=self._gap)
+
         if self.backend_choice in ("auto", "portaudio"):
-            opts = StreamOptions(samplerate=s.engine.samplerate, blocksize=self.blocksize or 0,
-                                 channels=s.engine.channels, input_channels=inch,
-                                 device=self.device, client_name=self.client_name,
-                                 maxblock=maxblock)
             # An explicit --backend portaudio tries twice: a busy JACK server can
             # refuse one client (PortAudio then lists no devices) and accept the next.
             tries = 2 if self.backend_choice == "portaudio" else 1
             for attempt in range(tries):
-                backend = PortAudioBackend(self.arena.layout(), self.io, opts,
-                                           on_event=self._event, on_gap=self._gap)
+                backend = child("portaudio")
                 try:
                     backend.start()
                     self.backend = backend
@@ -237,8 +251,13 @@ class LiveEngine:
         if inch:
             raise LivemixError("the session has live-input tracks, which need an audio device "
                                "(the virtual backend has no inputs)")
-        self.backend = VirtualBackend(self.st, self.io, s.engine.samplerate, maxblock)
+        self.backend = child("virtual")
         self.backend.start()
+        refused = self.backend.info.get("realtime_refused")
+        if refused:
+            self.say(f"livemix: note: the virtual clock has no real-time scheduling "
+                     f"({refused}): other programs can make it late (raise the rtprio limit "
+                     "to allow it)")
 
     def _housekeeping(self) -> None:
         """Move the audio thread's change log and events out of their rings, and sample
@@ -253,7 +272,7 @@ class LiveEngine:
         names = [t.name for t in self.session.tracks]
         for frame, kind, value in drain_events(self.st):
             if kind == EV_XRUN:
-                e = ("xrun", f"PortAudio status {int(value):#x}")
+                e = ("xrun", xrun_text(int(value)))
             elif kind == EV_UNDERRUN:
                 e = ("underrun", f"{names[int(value)]}: its source did not keep up")
             else:
@@ -332,10 +351,10 @@ class LiveEngine:
         rec = self.recorder
         recording = bool(io.io_cfg[IO_RECORD]) and rec is not None
         info = getattr(self.backend, "info", {}) or {}
-        latency = info.get("latency_s", getattr(self.backend, "latency_s", None))
+        latency = info.get("latency_s")
         engine = {
             "backend": self.backend.name if self.backend else "none",
-            "device": info.get("device", getattr(self.backend, "device", None)) or "?",
+            "device": info.get("device") or "?",
             "load": int(stats[ST_LAST_PPM]) / 1e6, "load_max": int(stats[ST_MAX_PPM]) / 1e6,
             "xruns": int(stats[ST_XRUNS]), "dropped_frames": int(stats[ST_REC_DROPPED]),
             "underruns": int(st.src_pos[:, S_UNDERRUNS].sum()),
@@ -528,9 +547,9 @@ class LiveEngine:
         n = max(1, int(stats[ST_CALLBACKS]))
         return {
             "backend": self.backend.name if self.backend else None,
-            "device": info.get("device", getattr(self.backend, "device", None)),
-            "hostapi": info.get("hostapi", getattr(self.backend, "hostapi", None)),
-            "latency_s": info.get("latency_s", getattr(self.backend, "latency_s", None)),
+            "device": info.get("device"),
+            "hostapi": info.get("hostapi"),
+            "latency_s": info.get("latency_s"),
             "blocksize": self.blocksize or 0,
             "underruns": {t.name: int(u) for t, u in
                           zip(self.session.tracks, self.st.src_pos[:, S_UNDERRUNS])},

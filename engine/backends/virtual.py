@@ -1,63 +1,98 @@
-"""The virtual backend: no audio device, a thread paced by the clock.
+"""The virtual device: no sound card, a native clock thread in the audio child.
 
-Every ``blocksize / samplerate`` seconds it calls ``engine_cycle`` (the same
-function the PortAudio callback calls) on the shared state and discards the
-output, so sessions run, meter and record in real time on a machine with no
-sound card. A cycle that starts more than one block late counts as an xrun.
+Chosen when PortAudio lists no output device (or with ``--backend virtual``).
+It runs where the PortAudio stream would run, in the supervised audio child
+process (``engine.backends.child``), on the same shared state: a thread that
+asks for real-time scheduling (SCHED_FIFO, as JACK's and PortAudio's audio
+threads do), then enters ``engine.rt.virtual_clock.run_clock``, machine code
+that releases the GIL and paces ``engine_cycle`` with ``clock_nanosleep``
+until told to stop. The output is discarded. The device models a
+``BUFFER_PERIODS``-period output buffer: its latency is that many periods,
+and an xrun means a block finished after the buffer ran out (see
+``engine.rt.virtual_clock``).
 """
 from __future__ import annotations
 
+import os
 import threading
-import time
 
 import numpy as np
 
-from ..dsp.layout import IO_OUTCH, ST_XRUNS
-from ..rt.cycle import engine_cycle
+from ..dsp.layout import IO_OUTCH
+from ..rt.virtual_clock import BUFFER_PERIODS, N_VC, VC_LATE_MAX_NS, VC_STOP, run_clock
+
+RT_PRIORITY = 60      # SCHED_FIFO priority of the clock thread (JACK's default is 10..70)
 
 
-class VirtualBackend:
-    name = "virtual"
-    hostapi = "virtual (clock-paced)"
+def _realtime(priority: int) -> str | None:
+    """Ask for SCHED_FIFO on the calling thread; None when granted, else why not."""
+    try:
+        # Linux: pid 0 is the calling thread, not the whole process
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        return None
+    except (OSError, AttributeError) as e:
+        return getattr(e, "strerror", None) or str(e)
 
-    def __init__(self, st, io, samplerate: int, blocksize: int):
-        self.st = st
-        self.io = io
-        self.samplerate = samplerate
+
+def _name_thread(name: bytes) -> None:
+    """The calling thread's name as top, ps and /proc show it (PR_SET_NAME)."""
+    import ctypes
+    import ctypes.util
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or None).prctl(15, name, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+class VirtualClock:
+    """The clock thread over one process's view of the state. Audio child."""
+
+    def __init__(self, st, io, blocksize: int, samplerate: int,
+                 buffer_periods: int = BUFFER_PERIODS):
+        self.st, self.io = st, io
         self.blocksize = blocksize
-        self.latency_s = blocksize / samplerate
-        self.device = "virtual"
-        self._stop = threading.Event()
+        self.buffer_periods = buffer_periods
+        self.samplerate = samplerate
+        self.ctl = np.zeros(N_VC, np.int64)
+        self.out = np.zeros((blocksize, int(io.io_cfg[IO_OUTCH])), np.float32)
+        self.rt_refused: str | None = None
         self._thread = None
-        outch = int(io.io_cfg[IO_OUTCH])
-        self._out = np.zeros((blocksize, outch), np.float32)
+        self._started = threading.Event()
 
-    def start(self) -> None:
-        """Start the clock thread. Control thread."""
-        self._thread = threading.Thread(target=self._run, name="livemix-virtual", daemon=True)
+    def warm(self) -> None:
+        """Load (or compile) the clock loop now: with the stop flag up it runs no block."""
+        self.ctl[VC_STOP] = 1
+        run_clock(self.st, self.io, self.out, self.blocksize, self.buffer_periods, self.ctl)
+        self.ctl[VC_STOP] = 0
+
+    def start(self) -> "VirtualClock":
+        self._thread = threading.Thread(target=self._run, name="livemix-clock", daemon=True)
         self._thread.start()
+        self._started.wait(5.0)
+        return self
 
     def _run(self) -> None:
-        period = self.blocksize / self.samplerate
-        st, io, out, n = self.st, self.io, self._out, self.blocksize
-        start = time.monotonic()
-        k = 0
-        while not self._stop.is_set():
-            due = start + k * period
-            now = time.monotonic()
-            if now < due:
-                time.sleep(due - now)
-            elif now - due > period:
-                io.stats[ST_XRUNS] += 1
-                start = now - k * period      # do not try to catch up a stall
-            engine_cycle(st, io, out, out, n, 0)
-            k += 1
+        _name_thread(b"livemix-clock")
+        self.rt_refused = _realtime(RT_PRIORITY)
+        self._started.set()
+        run_clock(self.st, self.io, self.out, self.blocksize, self.buffer_periods, self.ctl)
 
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    @property
+    def info(self) -> dict:
+        period = self.blocksize / self.samplerate
+        return {"device": "virtual", "latency_s": self.buffer_periods * period,
+                "hostapi": f"virtual clock ({self.buffer_periods}-period buffer, "
+                           + ("real-time" if self.rt_refused is None else
+                              "no real-time scheduling") + ")",
+                "samplerate": self.samplerate, "blocksize": self.blocksize,
+                "buffer_periods": self.buffer_periods,
+                "realtime": self.rt_refused is None, "realtime_refused": self.rt_refused}
+
+    @property
+    def late_max_s(self) -> float:
+        return int(self.ctl[VC_LATE_MAX_NS]) / 1e9
 
     def stop(self) -> None:
-        """Stop the thread and wait for it. Control thread."""
-        self._stop.set()
+        self.ctl[VC_STOP] = 1
         if self._thread is not None:
             self._thread.join(timeout=2.0)
