@@ -1,6 +1,7 @@
 """MIDI through real JACK MIDI ports from another process, into the live engine."""
 import json
 import os
+import threading
 import time
 
 import numpy as np
@@ -12,7 +13,7 @@ from controllers.mapping import load_mapping
 from controllers.ports import InputPort, wait_for_port
 from controllers.surface import Surface
 from controllers.taper import value7_to_db
-from engine.dsp.layout import ST_FRAMES, ST_XRUNS
+from engine.dsp.layout import K_FRAME, ST_FRAMES
 from engine.live import LiveEngine
 from engine.session import load_session
 from midi_sender import Sender
@@ -48,28 +49,27 @@ def rig(maker, jack):
     sender.kill()
 
 
-def _frame_at(samples, t_ns):
-    """Engine frame at monotonic time t_ns, from (ns, frames) samples."""
-    ts = np.array([s[0] for s in samples])
-    fs = np.array([s[1] for s in samples])
-    return float(np.interp(t_ns, ts, fs))
-
-
 def test_cc_moves_a_fader_within_two_blocks_and_replays(rig, cli, maker):
+    """A CC from another process moves the fader; the engine applies each change in
+    the first block after the surface queued it (counted in engine frames read just
+    before and after queueing, which a late thread can only widen: how long JACK
+    MIDI and the poll take in wall-clock time is benchmarks/midi.py's measurement);
+    the take shows the new level and re-renders bit for bit from its automation."""
     session, eng, surface, sender = rig
-    samples = []
+    queued = []
+    engine_set = eng.set
+
+    def spy(target, param, value, frame=-1):
+        before = int(eng.st.clock[K_FRAME])    # the next block's first frame
+        engine_set(target, param, value, frame)
+        queued.append((param, value, before, int(eng.st.clock[K_FRAME])))
+
+    eng.set = spy
     time.sleep(0.3)
     sender.say("cc 1 7 96")                     # 0 dB: picks the fader up (takeover)
     time.sleep(0.2)
-    sends = []
     for value in (64, 32, 80):
-        for _ in range(50):
-            samples.append((time.monotonic_ns(), int(eng.io.stats[ST_FRAMES])))
-            time.sleep(0.0002)
-        sends.append(int(sender.say(f"cc 1 7 {value}").split()[1]))
-        for _ in range(200):
-            samples.append((time.monotonic_ns(), int(eng.io.stats[ST_FRAMES])))
-            time.sleep(0.0002)
+        sender.say(f"cc 1 7 {value}")
         time.sleep(0.3)
     surface.stop()
     summary = eng.stop()
@@ -77,11 +77,13 @@ def test_cc_moves_a_fader_within_two_blocks_and_replays(rig, cli, maker):
     side = json.loads(open(summary.take[:-4] + ".json").read())
     moves = [a for a in side["automation"] if a["target"] == "a" and a["param"] == "gain"]
     assert [m["value"] for m in moves[-3:]] == [value7_to_db(v) for v in (64, 32, 80)]
-    period = 64
+    sent = [q for q in queued if q[0] == "gain"][-3:]
+    assert [q[1] for q in sent] == [value7_to_db(v) for v in (64, 32, 80)]
+    period = 64                                  # the test server's block
     smoothing = 480
-    for move, t_sent in zip(moves[-3:], sends):
-        latency = move["frame"] - _frame_at(samples, t_sent)
-        assert latency <= 2 * period + smoothing, latency
+    for move, (_, _, before, after) in zip(moves[-3:], sent):
+        # the first block to start after the command was queued applies it
+        assert before <= move["frame"] <= after + 2 * period, (move["frame"], before, after)
     # the take shows the change: after the last move, track a sits at its new level
     take = sf.read(summary.take, dtype="float64")[0]
     f = moves[-1]["frame"] + smoothing + 200
@@ -131,25 +133,41 @@ def _rss_kb():
 
 @pytest.mark.parametrize("slow", [False, True])
 def test_flood_does_not_reach_the_audio(rig, slow):
+    """50,000 CCs in 5 s through JACK MIDI. What keeps a flood away from the audio is
+    asserted as such, not as xrun counts a shared machine can move (the flood's xruns
+    against the machine's floor are measured by benchmarks/midi.py):
+    * every message is handled on the surface's own control thread, never on JACK's
+      process thread (where a Python handler stalls the whole graph: the failure
+      this guards against);
+    * the audio thread gets the latest value per poll, not the flood: the changes
+      sent to the engine are a small fraction of the messages (10-message bursts
+      coalesce to one), and the last value sent wins;
+    * memory stays bounded."""
     session, eng, surface, sender = rig
     if slow:
         surface.handler_delay_s = 0.001           # a fader handler that takes 1 ms
+    threads = set()
+    handle = surface.handle
+
+    def spy(ev, pending):
+        threads.add(threading.get_ident())
+        return handle(ev, pending)
+
+    surface.handle = spy
     sender.say("cc 1 7 96")
     time.sleep(0.3)
-    x0 = int(eng.io.stats[ST_XRUNS])
-    time.sleep(5.0)                               # a quiet window as long as the flood
-    quiet = int(eng.io.stats[ST_XRUNS]) - x0
-    x1 = int(eng.io.stats[ST_XRUNS])
     rss = _rss_kb()
+    messages0, applied0 = surface.stats.messages, surface.stats.applied
     assert sender.say("flood 10000 5 1 7 64").startswith("done 50000")
     time.sleep(0.5)
-    flood = int(eng.io.stats[ST_XRUNS]) - x1
-    # no xruns added (a Python callback in JACK's thread costs hundreds); a few of
-    # slack for a shared machine
-    assert flood <= quiet + 3, (quiet, flood)
+    messages = surface.stats.messages - messages0
+    applied = surface.stats.applied - applied0
+    assert threads == {surface._thread.ident}
+    assert messages >= 45000
+    assert applied <= messages / 2, (applied, messages)
     assert _rss_kb() - rss < 5 * 1024
     assert eng.get("a", "gain") == value7_to_db(64)     # the last value sent wins
-    assert surface.stats.messages >= 45000
+    assert surface.stats.handler_errors == 0
 
 
 def test_malformed_bytes_then_unterminated_sysex_then_ccs(rig):
