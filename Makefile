@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench sysdeps clean
+.PHONY: demo test bench bench-smoke sysdeps clean
 
 demo: $(STAMP)
 	$(VENV)/bin/livemix demo
@@ -16,6 +16,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) benchmarks/render.py
+
+# every benchmark in its quick mode: fails when one errors, not when a figure misses
+bench-smoke: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) benchmarks/smoke.py
 
 sysdeps:
 	@scripts/system-deps.sh

@@ -1,6 +1,6 @@
 """Real-time benchmark of the live engine through a private JACK dummy server.
 
-    .venv/bin/python benchmarks/realtime.py [--seconds S] [--quick]
+    .venv/bin/python benchmarks/realtime.py [--seconds S] [--quick | --smoke]
 
 Prints one JSON object on stdout (progress goes to stderr). Sections:
 
@@ -24,14 +24,31 @@ Prints one JSON object on stdout (progress goes to stderr). Sections:
     has a recorder, with no extra load, the meter bridge (``--ui tui``, drawn at
     20 Hz into an in-memory terminal), a CPU-bound Python thread, and a
     garbage-heavy Python thread in the parent process.
+``virtual``
+    The virtual backend (no sound card: the native clock thread in the audio
+    child) as users run it: 64 tracks of real WAV files, 128-frame blocks,
+    recording, a garbage-heavy Python thread in the parent, ``--virtual-runs``
+    runs of ``--seconds``; and ``livemix demo --duration 10 --backend virtual``
+    with its meter bridge drawing into a pseudo-terminal while two CPU-bound
+    processes keep every core busy (``demo_pty``, ``--demo-runs`` runs).
 ``baseline``
     What users would otherwise write: ``sounddevice.OutputStream`` with a Python
     callback calling the same ``engine_cycle`` kernel on in-process state, 64
     tracks at 64 frames, with the same load threads in the same process.
 ``targets``
-    Pass/fail of: 0 xruns at 64 frames with 64 tracks and recording on, with and
-    without the busy threads; the largest track count whose p99.9 callback
-    duration stays under 50 % of a 64-frame block (target >= 4,000).
+    Pass/fail of: no xruns in excess of the machine's floor at 64 frames with 64
+    tracks and recording on, with and without the busy threads; 0 xruns in every
+    virtual run and demo run (where the machine grants real-time scheduling); the
+    largest track count whose p99.9 callback duration stays under 50 % of a
+    64-frame block (target >= 4,000).
+
+The floor: on these shared VMs even a trivial real-time client sees xruns now
+and then, so a raw count says little about livemix. Every JACK case of the
+sweep and of ``record64`` also runs ``floor_client`` (a PortAudio client whose
+``@cfunc`` callback only writes silence, no livemix) on the same server, for a
+window as long as livemix's, before the engine starts and after it stops;
+``floor`` reports both, livemix's ``excess`` over their mean, and the
+``spread`` the floor itself showed (see ``rt_harness.floor_report``).
 
 Units: ``*_us`` microseconds, ``*_s`` seconds, ``*_pct`` percent of one block
 period (64 frames = 1333.33 us, 256 frames = 5333.33 us at 48 kHz). Engine
@@ -78,7 +95,16 @@ def _args(argv=None):
     p.add_argument("--seconds", type=float, default=None,
                    help="measured window per case, seconds (default 60; 3 with --quick)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke test: 3 s per case, tracks 8 and 4096 only, no refinement")
+                   help="3 s per case, tracks 8 and 4096 only, no refinement, one virtual "
+                        "and one demo run")
+    p.add_argument("--smoke", action="store_true",
+                   help="does every section still run? 1 s windows, one case per section, "
+                        "no demo (a few seconds a section; the figures mean little)")
+    p.add_argument("--virtual-runs", type=int, default=None,
+                   help="virtual-backend runs (default 5; 1 with --quick or --smoke)")
+    p.add_argument("--demo-runs", type=int, default=None,
+                   help="demo runs in a pseudo-terminal (default 5; 1 with --quick, "
+                        "0 with --smoke)")
     p.add_argument("--tracks", type=str, default=None,
                    help="comma-separated track counts for the sweep (default 8,64,512,4096)")
     p.add_argument("--periods", type=str, default="64,256",
@@ -97,7 +123,7 @@ def _args(argv=None):
                         "> 5 %% of the CPUs or ran real-time threads) (default 2; 0 with --quick)")
     p.add_argument("--skip", type=str, default="",
                    help="comma-separated sections to skip: "
-                        "kernel,sweep,cold_start,record64,baseline")
+                        "kernel,sweep,cold_start,record64,virtual,baseline")
     return p.parse_args(argv)
 
 
@@ -199,13 +225,6 @@ def _p999_pct(r: dict):
     return r.get("window", {}).get("callback", {}).get("p99_9", {}).get("pct")
 
 
-def _recorder_available() -> tuple[bool, str]:
-    if importlib.util.find_spec("engine.recorder") is None:
-        return False, "engine/recorder.py does not exist yet: LiveEngine(record=True) cannot " \
-                      "start, so these cases ran with record=False (no take, no record ring)"
-    return True, ""
-
-
 def run(args, out: dict) -> dict:
     """Run every section not skipped, filling ``out`` as results arrive (so an
     interrupted run can still report what it measured)."""
@@ -235,7 +254,7 @@ def run(args, out: dict) -> dict:
         for period in args.period_list:
             for n in args.track_list:
                 sweep.append(_case(f"sweep {n} tracks @ {period}", H.run_live, period=period,
-                                   ntracks=n, seconds=sec, settle_s=settle))
+                                   ntracks=n, seconds=sec, settle_s=settle, floor=True))
         # bisect between the largest passing and smallest failing count at 64 frames
         at64 = sorted((r for r in sweep if r.get("period_frames") == 64 and _p999_pct(r)),
                       key=lambda r: r["tracks"])
@@ -265,25 +284,27 @@ def run(args, out: dict) -> dict:
 
     # 2. 64 tracks at 64 frames, real files, recording, with parent-side load
     if "record64" not in skip:
-        have_rec, note = _recorder_available()
-        cases = []
-        out["record64"] = {"recording": have_rec, "note": note or None, "cases": cases}
-        for busy in ("none", "ui", "cpu", "gc"):
-            r = _case(f"record64 busy={busy}", H.run_live, period=64, ntracks=64, seconds=sec,
-                      settle_s=settle, busy=busy, feed="files", record=have_rec)
-            if "error" in r and have_rec:
-                note = f"LiveEngine(record=True) failed ({r['error']}); re-ran with record=False"
-                have_rec = False
-                r = _case(f"record64 busy={busy} (no recording)", H.run_live, period=64,
-                          ntracks=64, seconds=sec, settle_s=settle, busy=busy, feed="files",
-                          record=False)
-            cases.append(r)
-            out["record64"].update(recording=have_rec, note=note or None)
+        out["record64"] = {"cases": [
+            _case(f"record64 busy={busy}", H.run_live, period=64, ntracks=64, seconds=sec,
+                  settle_s=settle, busy=busy, feed="files", record=True, floor=True)
+            for busy in args.loads]}
 
-    # 3. baseline: Python callback through sounddevice, load in the same process
+    # 3. the virtual backend, and the demo as users run it, with the machine busy
+    if "virtual" not in skip:
+        virtual = out["virtual"] = {"runs": [], "demo_pty": []}
+        for k in range(args.virtual_runs):
+            virtual["runs"].append(_case(f"virtual run {k + 1}/{args.virtual_runs}",
+                                         H.run_live, period=128, ntracks=64, seconds=sec,
+                                         settle_s=settle, busy="gc", feed="files",
+                                         record=True, backend="virtual"))
+        for k in range(args.demo_runs):
+            virtual["demo_pty"].append(_case(f"demo in a pty beside 2 CPU hogs, run "
+                                             f"{k + 1}/{args.demo_runs}", H.run_demo_pty))
+
+    # 4. baseline: Python callback through sounddevice, load in the same process
     if "baseline" not in skip:
         out["baseline"] = []
-        for busy in ("none", "cpu", "gc"):
+        for busy in args.baseline_loads:
             out["baseline"].append(_case(f"baseline python callback busy={busy}",
                                          H.run_baseline, period=64, ntracks=64, seconds=sec,
                                          settle_s=settle, busy=busy))
@@ -298,20 +319,32 @@ def _targets(out: dict) -> dict:
     if rec:
         per = {}
         for r in rec["cases"]:
-            w = r.get("window")
-            per[r.get("busy", "?")] = None if w is None else {
-                "xruns": w["xruns"], "xruns_before_window": r["before_window"]["xruns"],
+            w, f = r.get("window"), r.get("floor")
+            per[r.get("busy", "?")] = None if w is None or f is None else {
+                "xruns": w["xruns"], "floor_xruns": f["floor_xruns"], "excess": f["excess"],
+                "spread": f["spread"], "within_floor": f["within_floor"],
                 "underruns": w["underruns"], "record_dropped_frames": w["record_dropped_frames"]}
         measured = [v for v in per.values() if v is not None]
-        passed = len(measured) == 4 and all(v["xruns"] == 0 for v in measured)
-        t["zero_xruns_64f_64tracks_recording"] = {
-            "target": "0 xruns in the measured window at 64 frames, 64 tracks, recording on, "
-                      "with no load / the meter bridge / a CPU-bound thread / a "
-                      "garbage-heavy thread in the parent",
-            "per_load": per, "pass": passed, "recording_was_on": rec["recording"],
-            "note": None if rec["recording"] else
-            "evaluated with recording OFF (no recorder yet): the target itself is not "
-            "yet measurable; this is the xrun result without recording"}
+        t["no_excess_xruns_64f_64tracks_recording"] = {
+            "target": "xruns within the machine's floor (a trivial client on the same "
+                      "server, same window) at 64 frames, 64 tracks, recording on, with "
+                      "each load in the parent; no dropped frames, no underruns",
+            "per_load": per,
+            "pass": bool(measured) and len(measured) == len(per) and all(
+                v["within_floor"] and v["record_dropped_frames"] == 0 and v["underruns"] == 0
+                for v in measured)}
+    virtual = out.get("virtual")
+    if virtual and (virtual["runs"] or virtual["demo_pty"]):
+        runs = [r.get("window", {}).get("xruns") for r in virtual["runs"]]
+        demos = [r.get("xruns") for r in virtual["demo_pty"]]
+        rt = [bool((r.get("backend") or {}).get("realtime")) for r in virtual["runs"]]
+        t["virtual_zero_xruns"] = {
+            "target": "0 xruns in every virtual run (64 recording tracks, a garbage-heavy "
+                      "thread) and every demo run in a pty beside 2 CPU hogs, where the "
+                      "machine grants real-time scheduling",
+            "virtual_runs_xruns": runs, "demo_runs_xruns": demos,
+            "realtime_granted": all(rt) if rt else None,
+            "pass": all(x == 0 for x in runs + demos)}
     sweep = out.get("sweep")
     if sweep:
         at64 = [r for r in sweep if r.get("period_frames") == 64 and _p999_pct(r) is not None]
@@ -334,17 +367,27 @@ def _targets(out: dict) -> dict:
 
 def main(argv=None) -> int:
     args = _args(argv)
+    short = args.quick or args.smoke
     if args.seconds is None:
-        args.seconds = 3.0 if args.quick else 60.0
-    default_tracks = "8,4096" if args.quick else "8,64,512,4096"
+        args.seconds = 1.0 if args.smoke else 3.0 if args.quick else 60.0
+    default_tracks = "8" if args.smoke else "8,4096" if args.quick else "8,64,512,4096"
     args.track_list = [int(x) for x in (args.tracks or default_tracks).split(",")]
-    args.period_list = [int(x) for x in args.periods.split(",")]
+    args.period_list = [int(x) for x in ("64" if args.smoke else args.periods).split(",")]
+    args.loads = ("none",) if args.smoke else ("none", "ui", "cpu", "gc")
+    args.baseline_loads = ("none",) if args.smoke else ("none", "cpu", "gc")
+    if args.smoke:
+        args.settle = min(args.settle, 0.5)
+        args.skip += ",cold_start"
     if args.refine is None:
-        args.refine = 0 if args.quick else 3
+        args.refine = 0 if short else 3
+    if args.virtual_runs is None:
+        args.virtual_runs = 1 if short else 5
+    if args.demo_runs is None:
+        args.demo_runs = 0 if args.smoke else 1 if args.quick else 5
     global _WAIT_QUIET_S, _RETRIES
-    _RETRIES = args.retries if args.retries is not None else (0 if args.quick else 2)
+    _RETRIES = args.retries if args.retries is not None else (0 if short else 2)
     _WAIT_QUIET_S = args.wait_quiet if args.wait_quiet is not None else \
-        (10.0 if args.quick else 120.0)
+        (0.0 if args.smoke else 10.0 if args.quick else 120.0)
 
     def on_term(signum, frame):
         raise SystemExit(128 + signum)      # unwinds through every try/finally
@@ -367,7 +410,22 @@ def main(argv=None) -> int:
         result["targets"] = _targets(result)
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
-    return status
+    errors = _errors(result)
+    for where in errors:
+        H.log(f"ERROR in {where}")
+    return status or (1 if errors else 0)
+
+
+def _errors(node, where="result") -> list[str]:
+    """Where a case failed (an "error" key anywhere in the result)."""
+    if isinstance(node, dict):
+        found = [f"{where}: {node['error']}"] if "error" in node else []
+        for k, v in node.items():
+            found += _errors(v, f"{where}.{k}")
+        return found
+    if isinstance(node, list):
+        return [e for i, v in enumerate(node) for e in _errors(v, f"{where}[{i}]")]
+    return []
 
 
 if __name__ == "__main__":

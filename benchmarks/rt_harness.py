@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+import floor_client
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -288,16 +290,12 @@ class LoopRingEngine(LiveEngine):
         self.sources = [None] * len(s.tracks)
         fill_looping_rings(self.st)
         warm_up(s, maxblock)
-        # the base class joins this thread on stop; with no sources it only idles
-        self._reader = threading.Thread(target=self._read_loop, name="livemix-readers",
+        self._reader = threading.Thread(target=self._housekeeping, name="livemix-automation",
                                         daemon=True)
         self._reader.start()
         self._start_backend(0, maxblock)
         self.started_at = time.monotonic()
 
-
-if not hasattr(LiveEngine, "_start"):        # older LiveEngine without start/_start split
-    LoopRingEngine.start = LoopRingEngine._start
 
 
 # --- background load in a Python process -------------------------------------------
@@ -712,9 +710,23 @@ def _window_report(a: _Snap, b: _Snap, period: int) -> dict:
 
 # --- one live-engine run -------------------------------------------------------------
 
+def floor_report(xruns: int, floors: list) -> dict:
+    """livemix's xruns in a window against the floor windows measured beside it.
+
+    excess: xruns minus the floor windows' mean; spread: how far the floor itself
+    moved (the floor windows' range plus twice the square root of their mean, a
+    Poisson count's 2-sigma); within_floor: excess <= spread."""
+    vals = [f["xruns"] for f in floors]
+    mean = sum(vals) / len(vals)
+    spread = (max(vals) - min(vals)) + 2.0 * mean ** 0.5
+    return {"xruns": xruns, "floor_xruns": vals, "excess": round(xruns - mean, 1),
+            "spread": round(spread, 1), "within_floor": xruns - mean <= spread}
+
+
 def run_live(*, period: int, ntracks: int, seconds: float = 0.0, settle_s: float = 1.0,
              busy: str = "none", feed: str = "loop", record: bool = False,
-             windows: list | None = None) -> dict:
+             windows: list | None = None, floor: bool = False,
+             backend: str = "portaudio") -> dict:
     """Run the live engine through a fresh private JACK dummy server and measure window(s).
 
     feed: "loop" (LoopRingEngine: pre-filled looping rings, no readers) or "files"
@@ -725,23 +737,32 @@ def run_live(*, period: int, ntracks: int, seconds: float = 0.0, settle_s: float
     that starts late still lasts end_s - start_s); default
     [("window", settle_s, settle_s + seconds)]. Each key gets a _window_report
     (plus "machine": others' CPU use); "before_window" covers start .. first window.
+    floor: on the same server, before the engine starts and after it stops, run the
+    trivial client of ``floor_client`` for a window as long as the first one
+    ("floor": both windows and ``floor_report`` of the first engine window).
+    backend: "portaudio" (through a fresh JACK dummy server) or "virtual" (the
+    virtual device's clock in the audio child, no server; ``period`` is its block).
     """
+    import contextlib
     windows = windows or [("window", settle_s, settle_s + seconds)]
     period_us = period / SR * 1e6
     result = {"period_frames": period, "period_us": round(period_us, 2), "tracks": ntracks,
-              "feed": feed, "busy": busy, "recording": bool(record)}
-    with tempfile.TemporaryDirectory(prefix="livemix-bench-") as tmp, \
-            JackDummy(period) as jack:
+              "feed": feed, "busy": busy, "recording": bool(record), "backend_kind": backend}
+    server = JackDummy(period) if backend == "portaudio" else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory(prefix="livemix-bench-") as tmp, server as jack:
         tmp = Path(tmp)
-        result["server"] = {"realtime": jack.realtime}
+        result["server"] = {"realtime": jack.realtime} if jack else None
+        floors = []
+        if floor:
+            floors.append(floor_client.measure(windows[0][2] - windows[0][1], settle_s))
         if feed == "loop":
             session = bench_session(ntracks, period, tmp)
-            eng = LoopRingEngine(session, backend="portaudio", client_name="livemix",
+            eng = LoopRingEngine(session, backend=backend, client_name="livemix",
                                  say=lambda m: log("engine:", m))
         else:
             files = write_source_files(tmp)
             session = bench_session(ntracks, period, tmp, files)
-            eng = LiveEngine(session, backend="portaudio", client_name="livemix",
+            eng = LiveEngine(session, backend=backend, client_name="livemix",
                              record=record, takes_dir=tmp / "takes",
                              say=lambda m: log("engine:", m))
         load = BusyLoad(busy, engine=eng)
@@ -760,7 +781,8 @@ def run_live(*, period: int, ntracks: int, seconds: float = 0.0, settle_s: float
                 result["audio_child_rt_threads"] = [
                     f"{t['comm']}:{t['policy']}:{t['rtprio']}"
                     for t in thread_sched(proc.pid) if t["policy"] in ("FIFO", "RR")]
-            ours = [os.getpid(), proc.pid if proc is not None else 0, jack.proc.pid,
+            ours = [os.getpid(), proc.pid if proc is not None else 0,
+                    jack.proc.pid if jack else 0,
                     probe.proc.pid]
             load.start()
             for k, (key, w0, w1) in enumerate(windows):
@@ -789,9 +811,14 @@ def run_live(*, period: int, ntracks: int, seconds: float = 0.0, settle_s: float
             probe.stop()
             if started:
                 summary = eng.stop()
-        result["server"]["xrun_log_lines"] = jack.server_xruns
-        result["server"]["log_tail"] = [l for l in jack.tail if "XRun" not in l
-                                        and "Process error" not in l][-8:]
+        if floor and summary is not None:
+            floors.append(floor_client.measure(windows[0][2] - windows[0][1], settle_s))
+            result["floor"] = {"windows": floors,
+                               **floor_report(result[windows[0][0]]["xruns"], floors)}
+        if jack:
+            result["server"]["xrun_log_lines"] = jack.server_xruns
+            result["server"]["log_tail"] = [l for l in jack.tail if "XRun" not in l
+                                            and "Process error" not in l][-8:]
         if summary is not None:
             result["take"] = Path(summary.take).name if summary.take else None
             if summary.stopped_reason:
@@ -980,3 +1007,61 @@ def run_baseline(*, period: int, ntracks: int, seconds: float, settle_s: float =
         raise RuntimeError(msg["error"])
     result.update(msg)
     return result
+
+
+# --- the demo as a user runs it ------------------------------------------------------
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
+
+
+def run_demo_pty(*, duration: float = 10.0, hogs: int = 2, backend: str = "virtual") -> dict:
+    """``livemix demo --duration D --backend B`` with its meter bridge (``--ui tui``)
+    drawing into a pseudo-terminal (140 x 50), while ``hogs`` CPU-bound processes
+    (``python3 -c "while True: pass"``) keep every core busy at normal priority.
+    Takes go to a temporary directory. Returns the summary's xruns and load."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    hog_procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                 for _ in range(hogs)]
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 140, 0, 0))
+    chunks = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="livemix-bench-demo-") as tmp:
+            env = dict(os.environ, TERM="xterm-256color")
+            p = subprocess.Popen([sys.executable, "-m", "engine.cli", "demo", "--duration",
+                                  str(duration), "--backend", backend, "--ui", "tui",
+                                  "--takes-dir", tmp], cwd=ROOT, env=env, stdin=slave,
+                                 stdout=slave, stderr=slave, close_fds=True)
+            os.close(slave)
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:          # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            rc = p.wait(timeout=600)
+    finally:
+        os.close(master)
+        for h in hog_procs:
+            h.kill()
+            h.wait()
+    text = _ANSI.sub("", b"".join(chunks).decode(errors="replace"))
+    summary = re.search(r"xruns (\d+), dropped frames (\d+), underruns (\d+)", text)
+    load = re.search(r"callback load mean ([\d.]+) %, p99.9 ([\d.]+) %, max ([\d.]+) %", text)
+    ran = re.search(r"ran ([\d.]+) s \((\d+) frames\) on (\w+): .*?latency ([\d.]+) ms", text)
+    if rc != 0 or summary is None:
+        raise RuntimeError(f"livemix demo exited {rc}: {text.strip()[-300:]}")
+    return {"duration_s": duration, "cpu_hogs": hogs, "backend": ran.group(3) if ran else None,
+            "ran_s": float(ran.group(1)) if ran else None,
+            "latency_ms": float(ran.group(4)) if ran else None,
+            "xruns": int(summary.group(1)), "dropped_frames": int(summary.group(2)),
+            "underruns": int(summary.group(3)),
+            "load_pct": None if load is None else {"mean": float(load.group(1)),
+                                                   "p99_9": float(load.group(2)),
+                                                   "max": float(load.group(3))},
+            "no_realtime_note": "no real-time scheduling" in text}

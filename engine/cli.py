@@ -234,9 +234,14 @@ def cmd_learn(args) -> int:
 
 
 def cmd_recover(args) -> int:
-    from .recorder import recover
+    from .recorder import recover, sidecar_of
+    from .salvage import salvage
 
-    print(recover(args.file))
+    path = Path(args.file)
+    found = sidecar_of(path) if path.is_file() else None
+    lines = salvage(found[0], found[1]) if found else None
+    for line in lines or [recover(path)]:
+        print(line)
     return 0
 
 
@@ -486,8 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--midi-api", default=None, metavar="API")
     lp.set_defaults(func=cmd_learn)
 
-    rec = sub.add_parser("recover", help="repair the header of a take cut short")
-    rec.add_argument("file")
+    rec = sub.add_parser("recover", help="repair a take cut short (kill -9, crash): every "
+                         "file's header, plus the frames still in its record ring")
+    rec.add_argument("file", help="any file of the take (or a lone WAV/W64/RF64 file)")
     rec.set_defaults(func=cmd_recover)
 
     an = sub.add_parser("analyze", help="loudness, true peak and problem passages of a file")

@@ -199,11 +199,13 @@ class LiveEngine:
         maxblock = self.blocksize or s.engine.blocksize
         inputs = {i: (t.input[0] - 1, t.input[-1] - 1) for i, t in enumerate(s.tracks) if t.input}
         inch = max((max(t.input) for t in s.tracks if t.input), default=0)
+        # the io block (record ring) outlives a killed parent: `livemix recover` salvages
+        # the frames the writer had not yet written
         self.arena, g = shm.create({
             "st": lambda alloc: allocate(s, maxblock=maxblock, alloc=alloc),
             "io": lambda alloc: allocate_io(s, stems=s.record.stems, input_channels=inch,
                                             input_map=inputs, alloc=alloc),
-        })
+        }, keep=("io",))
         self.st: EngineState = g["st"]
         self.io: IoState = g["io"]
         self.readers = ReaderProcess(self.arena.layout(), s, on_event=self._reader_event)
@@ -450,7 +452,7 @@ class LiveEngine:
         tdir = self.takes_dir or s.record.dir or (s.path.parent / "takes")
         recorder = Recorder(s, self.io, tdir, format=s.record.format,
                             subtype=s.record.subtype, stems=s.record.stems,
-                            on_event=self._event)
+                            on_event=self._event, ring=self.arena.layout().groups["io"])
         recorder.start()                     # raises a one-line LivemixError if it cannot
         self._reset_lanes()
         self.recorder = recorder

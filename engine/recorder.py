@@ -47,6 +47,7 @@ over the same way and its parts are joined into one FLAC at the end.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -62,8 +63,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .dsp.layout import (IO_OUTCH, IO_RECORD, IO_STEMS, RI_DROP_R, RI_DROP_W, RI_READ,
-                         RI_WRITE, ST_CALLBACKS, ST_FRAMES, ST_LAST_NOW, ST_REC_DROPPED,
+from .dsp.layout import (IO_OUTCH, IO_RECORD, IO_STEMS, RI_ANCHOR, RI_ANCHOR_SEQ, RI_DROP_R,
+                         RI_DROP_W, RI_READ, RI_WRITE, ST_CALLBACKS, ST_FRAMES, ST_LAST_NOW, ST_REC_DROPPED,
                          ST_XRUNS)
 from .dsp.meters import MC_NCH, loudness_figures, meter_feed, new_meter, tp_flush
 from .errors import LivemixError
@@ -173,6 +174,11 @@ class Recorder:
     on_event(kind, detail): called for "drop", "gap", "disk_low", "recording_stopped",
     "transcode_failed" events, from the writer thread or the control thread, never
     with the recorder's lock held.
+    ring: where ``io`` lives in shared memory, ``(block name, [(array, shape, dtype,
+    offset)])`` (``engine.rt.shm.Layout.groups["io"]``): written into the sidecar so
+    that ``livemix recover`` can salvage the frames a killed run had not yet written
+    (``engine.salvage``). While the take records, the master's first file is held
+    with a shared ``flock``: the sign, for ``recover``, that its run is alive.
 
     ``warning`` (str or None) is the latest disk warning or stop reason for a UI;
     ``sidecar_extra`` (dict): the engine's own fields (device, latency, load, underruns,
@@ -181,7 +187,8 @@ class Recorder:
     """
 
     def __init__(self, session, io, takes_dir, format: str = "wav", subtype: str = "PCM_24",
-                 stems: bool = False, samplerate: int | None = None, on_event=None):
+                 stems: bool = False, samplerate: int | None = None, on_event=None,
+                 ring=None):
         fmt = str(format).lower()
         if fmt not in FORMATS:
             raise LivemixError(f"recording format {format!r}: use one of {', '.join(FORMATS)}")
@@ -217,6 +224,8 @@ class Recorder:
         self.dropped_frames = 0         # frames written as silence for ring overflows
         self.take: str | None = None
         self.sidecar: Path | None = None
+        self.ring = ring
+        self._alive_fd: int | None = None   # flock(LOCK_SH) on the master's first file
 
         self._lock = threading.Lock()   # writer thread <-> control thread only
         self._quit = threading.Event()
@@ -308,6 +317,8 @@ class Recorder:
         except _WriteFailed as e:
             self._abandon()
             raise LivemixError(f"cannot record in {d}: {e.message}") from None
+        self._alive_fd = os.open(self._streams[0].parts[0]["path"], os.O_RDONLY)
+        fcntl.flock(self._alive_fd, fcntl.LOCK_SH)
         self._session_sha = _sha256(Path(self.session.path))
         self._dropped0 = int(io.stats[ST_REC_DROPPED])
         self._xruns0 = int(io.stats[ST_XRUNS])
@@ -318,6 +329,7 @@ class Recorder:
         idx = io.rec_idx
         idx[RI_READ] = idx[RI_WRITE]
         idx[RI_DROP_R] = idx[RI_DROP_W]
+        self._anchor(int(idx[RI_READ]), int(idx[RI_DROP_R]))
         with self._lock:
             self._check_disk()
         self._dispatch()
@@ -389,6 +401,8 @@ class Recorder:
                     self._drain()
                 at = self.frames
                 self._silence(frames)
+                io = self.io
+                self._anchor(int(io.rec_idx[RI_READ]), int(io.rec_idx[RI_DROP_R]))
                 detail = f"{frames} frames of silence: {reason}"
                 if late:
                     detail += f" (placed {late} frames late)"
@@ -464,9 +478,10 @@ class Recorder:
                     s.buf[:n1] = rows[:, a:a + n1].T
                     if n1 < n:
                         s.buf[n1:n] = rows[:, :n - n1].T
-                r += n
-                idx[RI_READ] = r      # the audio thread may reuse these slots now
                 self._emit(n)
+                r += n
+                self._anchor(r, dr)
+                idx[RI_READ] = r      # written: the audio thread may reuse these slots now
             # a drop at the gap position belongs after the gap (it happened later)
             if pos is not None and (pos < w or (pos == w and limit is None)):
                 at = self.frames
@@ -475,9 +490,22 @@ class Recorder:
                 self._event("drop", f"{cnt} frames dropped (record ring full): silence",
                             at, cnt)
                 dr += 1
+                self._anchor(r, dr)
                 idx[RI_DROP_R] = dr
                 continue
             break
+
+    def _anchor(self, r: int, dr: int) -> None:
+        """Publish where the files end in ring terms: (RI_READ, RI_DROP_R, frames in the
+        files) in the slot not in use, then switch slots. A kill -9 at any instant leaves
+        one consistent anchor for ``engine.salvage``. Lock held."""
+        idx = self.io.rec_idx
+        seq = int(idx[RI_ANCHOR_SEQ]) + 1
+        k = RI_ANCHOR + 3 * (seq & 1)
+        idx[k] = r
+        idx[k + 1] = dr
+        idx[k + 2] = self.frames
+        idx[RI_ANCHOR_SEQ] = seq
 
     def _emit(self, n: int, silence: bool = False) -> None:
         """Write n frames (each stream's buf[:n], or silence; n <= CHUNK) to every
@@ -576,8 +604,14 @@ class Recorder:
         self._close_files()
         self._write_sidecar(complete=False)
 
+    def _release_alive(self) -> None:
+        if self._alive_fd is not None:
+            os.close(self._alive_fd)       # releases the flock
+            self._alive_fd = None
+
     def _close_files(self) -> None:
         """Close every open file, then take the frame counts from the files. Lock held."""
+        self._release_alive()
         if self._closed:
             return
         self._closed = True
@@ -695,6 +729,14 @@ class Recorder:
         }
         for key, value in extra.items():     # the engine's fields sit at the top level
             data.setdefault(key, value)
+        if self.ring is not None and not complete:
+            block, specs = self.ring
+            data["record_ring"] = {
+                "block": block, "pid": os.getpid(),
+                "arrays": {n: [list(shape), dt, off] for n, shape, dt, off in specs
+                           if n in ("rec_ring", "rec_idx", "rec_drops")},
+                "streams": [{"kind": s.kind, "track": s.track, "row": s.row,
+                             "channels": s.channels} for s in self._streams]}
         if self._flac_error:
             data["flac_error"] = self._flac_error
         return data
@@ -766,6 +808,7 @@ class Recorder:
 
     def _abandon(self) -> None:
         """start() failed: close and remove what it created."""
+        self._release_alive()
         for s in self._streams:
             if s.file is not None:
                 try:
@@ -1072,8 +1115,9 @@ def _rewrite(path: Path) -> None:
         raise
 
 
-def _mark_sidecar(path: Path, frames: int) -> Path | None:
-    """Find the take's sidecar listing ``path`` and mark it recovered. None if none."""
+def sidecar_of(path: Path) -> tuple[Path, dict, dict] | None:
+    """The sidecar of the take that ``path`` belongs to: (sidecar, its data, the file's
+    entry in it), or None when no readable sidecar beside it lists the file."""
     name = path.name
     for js in sorted(path.parent.glob("*.json"), key=lambda p: -len(p.name)):
         if not name.startswith(js.stem):
@@ -1084,23 +1128,38 @@ def _mark_sidecar(path: Path, frames: int) -> Path | None:
             continue
         files = data.get("files") or []
         entry = next((e for e in files if isinstance(e, dict) and e.get("path") == name), None)
-        if entry is None:
-            continue
-        entry["frames"] = frames
-        entry["recovered"] = True
-        data["recovered"] = True
-        data.setdefault("recovered_files", {})[name] = frames
-        master = [e.get("frames") for e in files if e.get("kind") == "master"]
-        if entry.get("kind") == "master" and all(isinstance(f, int) for f in master):
-            data["frames"] = sum(master)
-            sr = data.get("samplerate")
-            if sr:
-                data["seconds"] = data["frames"] / sr
-        tmp = js.with_name(f".{js.name}.tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, js)
-        return js
+        if entry is not None:
+            return js, data, entry
     return None
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Replace a JSON file atomically (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _mark_sidecar(path: Path, frames: int) -> Path | None:
+    """Find the take's sidecar listing ``path`` and mark it recovered. None if none."""
+    found = sidecar_of(path)
+    if found is None:
+        return None
+    js, data, entry = found
+    name = path.name
+    files = data["files"]
+    entry["frames"] = frames
+    entry["recovered"] = True
+    data["recovered"] = True
+    data.setdefault("recovered_files", {})[name] = frames
+    master = [e.get("frames") for e in files if e.get("kind") == "master"]
+    if entry.get("kind") == "master" and all(isinstance(f, int) for f in master):
+        data["frames"] = sum(master)
+        sr = data.get("samplerate")
+        if sr:
+            data["seconds"] = data["frames"] / sr
+    write_json(js, data)
+    return js
 
 
 def recover(path, rewrite: bool = False) -> str:

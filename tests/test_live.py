@@ -97,6 +97,12 @@ def test_nothing_compiles_after_start(maker):
 
 
 def test_jack_server_killed_and_restarted(maker, jack):
+    """The server dies and comes back. Asserted as the mechanism's properties, not as
+    wall-clock latencies a busy machine can stretch (the waits below only guard against
+    a hang): the loss is declared once callbacks have stopped for STALL_S, never
+    sooner; a warm child joins the restarted server at its first or second attempt
+    begun after the server answered; stopping returns, whatever state PortAudio is in."""
+    from engine.backends.child import STALL_S
     session = simple_session(maker, seconds=10.0)
     events = []
     eng = LiveEngine(session, backend="portaudio", record=False, say=events.append)
@@ -105,23 +111,24 @@ def test_jack_server_killed_and_restarted(maker, jack):
         time.sleep(1.0)
         jack.kill()
         t_kill = time.monotonic()
-        while not eng.backend.device_lost and time.monotonic() - t_kill < 3:
+        while not eng.backend.device_lost and time.monotonic() - t_kill < 10:
             time.sleep(0.01)
-        detected = time.monotonic() - t_kill
-        assert eng.backend.device_lost and detected <= 0.5 + 0.1, detected
+        assert eng.backend.device_lost
+        assert eng.backend.stall_s >= STALL_S
         time.sleep(1.0)
         jack.start()
         t_back = time.monotonic()
         before = eng.io.stats[0]
-        while eng.io.stats[0] == before and time.monotonic() - t_back < 5:
+        while eng.io.stats[0] == before and time.monotonic() - t_back < 10:
             time.sleep(0.01)
-        resumed = time.monotonic() - t_back
-        assert resumed <= 1.0, resumed
+        assert eng.io.stats[0] != before
         time.sleep(0.5)
+        after_server = [t for t in eng.backend.attempts if t >= t_back]
+        assert len(after_server) <= 2, (len(eng.backend.attempts), len(after_server))
     finally:
         t_stop = time.monotonic()
         summary = eng.stop()
-        assert time.monotonic() - t_stop < 3.0      # stopping never hangs
+        assert time.monotonic() - t_stop < 10.0     # stopping never hangs (PortAudio: minutes)
     kinds = [e["kind"] for e in summary.events]
     assert "device_lost" in kinds and "device_back" in kinds
     assert any("device lost" in e for e in events)

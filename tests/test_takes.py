@@ -3,10 +3,12 @@ offline render, and safe against kill -9, a full disk, a stalled disk and a
 freewheeling server."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from conftest import ROOT, small_tmpfs
 from reference import sine
 
 from engine.backends.offline import render
-from engine.dsp.layout import ST_FRAMES
+from engine.dsp.layout import ST_FRAMES, ST_XRUNS
 from engine.live import LiveEngine
 from engine.session import load_session
 
@@ -53,6 +55,9 @@ def offline(session, frames, tmp):
 
 
 def test_take_equals_frames_played_and_the_offline_render(maker, jack):
+    """Every frame the engine played is in the take, equal to the offline render. JACK
+    xruns do not change what the engine computed (they are the graph being late), so
+    the comparison holds with them; only a source that ran dry would differ."""
     session = busy_session(maker)
     eng = LiveEngine(session, backend="portaudio", say=lambda *_: None)
     eng.start()
@@ -62,14 +67,52 @@ def test_take_equals_frames_played_and_the_offline_render(maker, jack):
     side = json.loads(open(summary.take[:-4] + ".json").read())
     assert summary.dropped_frames == 0 and side["dropped_frames"] == 0
     assert len(take) == summary.frames == side["frames"]
-    assert summary.frames >= 9.5 * SR
+    assert summary.frames >= 2 * SR                 # it ran (10 s were asked)
     assert side["complete"] is True and side["samplerate"] == SR
-    if summary.xruns == 0 and sum(summary.underruns.values()) == 0:
-        expected = offline(session, len(take), maker.root)
-        np.testing.assert_array_equal(take, expected)
+    assert sum(summary.underruns.values()) == 0, summary.underruns
+    np.testing.assert_array_equal(take, offline(session, len(take), maker.root))
+
+
+def _align_blocks(got, take, block):
+    """Follow the capture through the take block by block: (blocks matched in sequence,
+    realignments, blocks found nowhere). A block equal to the take where the previous
+    one left off continues the run; otherwise it is looked for anywhere in the take
+    (a new run starts there: a discontinuity) or counted as found nowhere."""
+    def find(seg):
+        hits = np.flatnonzero(np.abs(take[:len(take) - block + 1, 0] - seg[0, 0]) < 1e-9)
+        for k in hits:
+            if np.abs(take[k:k + block] - seg).max() < 1e-6:
+                return int(k)
+        return None
+
+    matched = jumps = lost = 0
+    at = None
+    for i in range(0, len(got) - block + 1, block):
+        seg = got[i:i + block]
+        if at is not None and at + block <= len(take) and \
+                np.abs(take[at:at + block] - seg).max() < 1e-6:
+            matched += 1
+            at += block
+            continue
+        k = find(seg)
+        if k is None:
+            lost += 1
+            if at is not None:
+                at += block
+            continue
+        if at is not None:
+            jumps += 1
+        matched += 1
+        at = k + block
+    return matched, jumps, lost
 
 
 def test_what_jack_received_equals_the_take(maker, jack):
+    """jack_rec, another JACK client, records livemix's output ports: what it received
+    is the take, block for block. A JACK xrun (any client late, jack_rec included) can
+    skip or repeat a cycle in the capture, and jack_rec drops cycles its disk thread
+    cannot take (its "overruns"): the capture may break only as many times as those
+    two counts, measured in the same run, allow."""
     session = busy_session(maker, ntracks=4, seconds=8.0)
     eng = LiveEngine(session, backend="portaudio", say=lambda *_: None)
     eng.start()
@@ -78,23 +121,22 @@ def test_what_jack_received_equals_the_take(maker, jack):
         cap = maker.root / "jack_rec.wav"
         ports = [p for p in jack.ports() if p.startswith("livemix:out")]
         assert len(ports) == 2, jack.ports()
-        subprocess.run(["jack_rec", "-f", str(cap), "-d", "2", "-b", "32", *ports],
-                       env=jack.env, check=True, capture_output=True, timeout=20)
+        x0 = int(eng.io.stats[ST_XRUNS])
+        rec = subprocess.run(["jack_rec", "-f", str(cap), "-d", "2", "-b", "32", *ports],
+                             env=jack.env, capture_output=True, text=True, timeout=20)
+        xruns = int(eng.io.stats[ST_XRUNS]) - x0
     finally:
         summary = eng.stop()
+    overruns = re.search(r"(\d+) overruns", rec.stderr)
+    overruns = int(overruns.group(1)) if overruns else 0
     take, _ = sf.read(summary.take, dtype="float64")
     got, _ = sf.read(cap, dtype="float64")
     assert len(got) >= 1.5 * SR
-    # find where the capture starts in the take, then compare everything
-    seg = got[SR // 2:SR // 2 + 64, 0]
-    start = None
-    for k in range(len(take) - 64):
-        if np.abs(take[k:k + 64, 0] - seg).max() < 1e-6:
-            start = k - SR // 2
-            break
-    assert start is not None and start >= 0
-    n = min(len(got), len(take) - start)
-    np.testing.assert_allclose(got[:n], take[start:start + n], atol=2 ** -30)
+    block = jack.period
+    matched, jumps, lost = _align_blocks(got, take, block)
+    blocks = len(got) // block
+    assert jumps + lost <= 2 * (xruns + overruns), (matched, jumps, lost, xruns, overruns)
+    assert matched >= blocks - 2 * (xruns + overruns) - 1
 
 
 def _run_cli_background(args, env):
@@ -102,34 +144,80 @@ def _run_cli_background(args, env):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_kill_9_leaves_a_take_that_opens(maker, jack):
+def _last_stats(path):
+    """The last complete line of a --stats-json file, or None."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    return None
+
+
+def test_kill_9_loses_nothing_the_engine_recorded(maker, jack):
+    """kill -9 of the parent mid-take, then `livemix recover`: the take holds at least
+    every frame the engine had mixed at the last --stats-json line before the kill (a
+    frame count from the running engine, not from wall-clock time), each equal to the
+    offline render: what the writer had not yet written is salvaged from the record
+    ring, which outlives the parent. The audio child does not outlive it, and the
+    ring's memory is freed by the salvage."""
     session = busy_session(maker, ntracks=4)
-    p = _run_cli_background(["run", session.path, "--duration", "30", "--ui", "none"],
-                            env=jack.env)
-    takes = maker.root / "takes"
-    deadline = time.monotonic() + 30
-    # the audio is running once the take holds data (the file exists a little before)
-    while time.monotonic() < deadline and not any(
-            w.stat().st_size > 65536 for w in takes.glob("*.wav")):
-        time.sleep(0.05)
-    time.sleep(2.0)
+    stats = maker.root / "stats.jsonl"
+    p = _run_cli_background(["run", session.path, "--duration", "30", "--ui", "none",
+                             "--stats-json", stats], env=jack.env)
+    deadline = time.monotonic() + 60
+    line = None
+    while time.monotonic() < deadline:
+        line = _last_stats(stats)
+        if line and line["engine"]["recording"] and line["frame"] >= 2 * SR:
+            break
+        time.sleep(0.02)
+    assert line is not None and line["frame"] >= 2 * SR, p.stderr.read() if p.poll() else line
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=10)
-    wav = sorted(takes.glob("*.wav"))[0]
-    take, _ = sf.read(wav, dtype="float32")
-    assert len(take) >= 1.5 * SR
+    wav = sorted((maker.root / "takes").glob("*.wav"))[0]
     side = json.loads(wav.with_suffix(".json").read_text())
     assert side["complete"] is False
-    # every frame that made it to disk is the right one
-    np.testing.assert_array_equal(take, offline(session, len(take), maker.root))
-    # the audio child did not outlive its parent
-    time.sleep(1.0)
-    assert not any(port.startswith("livemix:") for port in jack.ports())
+    block = Path("/dev/shm") / side["record_ring"]["block"]
+    assert block.exists()                          # the ring outlived the parent
     r = subprocess.run([sys.executable, "-m", "engine.cli", "recover", str(wav)], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert sf.info(wav).frames == len(take)
-    assert json.loads(wav.with_suffix(".json").read_text())["recovered"] is True
+    assert "salvaged" in r.stdout
+    take, _ = sf.read(wav, dtype="float32")
+    assert len(take) >= line["frame"]              # the take started with the run (frame 0)
+    np.testing.assert_array_equal(take, offline(session, len(take), maker.root))
+    side = json.loads(wav.with_suffix(".json").read_text())
+    assert side["recovered"] is True and side["frames"] == len(take)
+    assert side["salvaged_frames"] >= 0 and "record_ring" not in side
+    assert not block.exists()
+    # the audio child did not outlive its parent
+    assert not any(port.startswith("livemix:") for port in jack.ports())
+    # a second recover finds nothing more to do and changes nothing
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "recover", str(wav)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and sf.info(wav).frames == len(take)
+
+
+def test_recover_refuses_a_take_still_recording(maker, jack):
+    session = busy_session(maker, ntracks=2)
+    eng = LiveEngine(session, backend="portaudio", say=lambda *_: None)
+    eng.start()
+    try:
+        time.sleep(1.0)
+        wav = sorted((maker.root / "takes").glob("*.wav"))[0]
+        r = subprocess.run([sys.executable, "-m", "engine.cli", "recover", str(wav)],
+                           cwd=ROOT, capture_output=True, text=True)
+    finally:
+        summary = eng.stop()
+    assert r.returncode != 0
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "still being recorded" in err[0] and wav.name in err[0]
+    assert summary.take == str(wav) and sf.info(wav).frames == summary.frames
 
 
 def test_disk_full_stops_recording_not_audio(maker, jack, tmp_path):
@@ -224,7 +312,8 @@ def test_sigint_and_sigterm_stop_with_a_complete_take(maker, jack, sig):
     lines = []
     for line in p.stdout:                 # wait until 2 s have played, however slow start-up is
         lines.append(line)
-        if line.strip().startswith("2.0 s"):
+        m = re.match(r"\s*([\d.]+) s  load max", line)
+        if m and float(m.group(1)) >= 2.0:  # a status line a second, wherever it falls
             break
     p.send_signal(sig)
     out, err = p.communicate(timeout=20)

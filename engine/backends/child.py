@@ -113,6 +113,9 @@ class AudioChild:
         self.on_gap = on_gap or (lambda frames, ring_frame: None)
         self.info: dict = {}
         self.device_lost = False
+        self.stall_s = None      # how long callbacks had stopped when the loss was declared
+        self.attempts: list = []  # monotonic times at which each restart attempt began
+        self._went = None
         self._ctx = mp.get_context("spawn")
         self._proc = None
         self._conn = None
@@ -142,6 +145,7 @@ class AudioChild:
             kind, detail = self._wait_ready(proc, conn, COMPILE_TIMEOUT_S)
         if kind != "warm":
             return kind, detail
+        self._went = time.monotonic()
         conn.send("go")
         return self._wait_ready(proc, conn, timeout)
 
@@ -193,6 +197,7 @@ class AudioChild:
             if now - last_change < STALL_S:
                 continue
             # the device is gone
+            self.stall_s = now - last_change
             lost_at_ns = int(stats[ST_LAST_NOW])
             lost_at_ring = int(self.io.rec_idx[RI_WRITE])
             self.device_lost = True
@@ -204,6 +209,7 @@ class AudioChild:
                 proc, conn = pending
                 pending = self._spawn()          # the next attempt warms up meanwhile
                 kind, detail = self._go(proc, conn, START_TIMEOUT_S)
+                self.attempts.append(self._went)
                 if kind == "ready":
                     # wait for its first callback, then measure the gap
                     t_end = time.monotonic() + 2.0

@@ -244,7 +244,12 @@ RI_WRITE = 0        # frames put in the ring (audio thread)
 RI_READ = 1         # frames taken out (writer thread)
 RI_DROP_W = 2       # drop-log entries written (audio thread)
 RI_DROP_R = 3       # drop-log entries read (writer thread)
-N_RECIDX = 4
+# The writer's anchor, for salvaging the ring after the parent is killed (engine.salvage):
+# (RI_READ, RI_DROP_R, frames in the take's files) as of the last complete write, in
+# two slots; RI_ANCHOR_SEQ says which one holds the latest (written before RI_READ moves).
+RI_ANCHOR_SEQ = 4
+RI_ANCHOR = 5       # slot k: rec_idx[RI_ANCHOR + 3k : RI_ANCHOR + 3k + 3]
+N_RECIDX = 11
 
 # PortAudio callback status flags
 PA_INPUT_UNDERFLOW = 1
