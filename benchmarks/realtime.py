@@ -69,7 +69,6 @@ independent of the PortAudio status flags the engine counts.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform

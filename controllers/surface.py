@@ -20,6 +20,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from engine import control
+from engine.control import step_db
+
 from .mapping import relative_ticks
 from .messages import Cc14, MidiParser
 from .takeover import SoftTakeover
@@ -29,6 +32,7 @@ POLL_S = 0.0005          # input polling period
 CHECK_S = 0.5            # hot-plug check period
 FEEDBACK_MIN_S = 0.03    # at most ~33 feedback messages a second per control
 PAN_STEP = 1.0 / 64      # one encoder tick of pan
+DB_STEP = 0.5            # one encoder tick of a gain or a ducking depth, dB
 DEPTH_RANGE_DB = 30.0    # duck_depth knobs: 0 .. -30 dB
 APPLY_GRACE_S = 0.1      # our own change reaches the engine within this (a block or two)
 
@@ -105,6 +109,24 @@ class Surface:
         return value
 
     # -- handling -----------------------------------------------------------------
+    def _heading(self, b, pending) -> float:
+        """Where a parameter is going: this poll's pending value, else the latest value
+        the engine has queued (``target``: a change not yet applied by the audio thread,
+        which lags ``set`` by a block, longer during an outage), else the applied one."""
+        if _key(b) in pending:
+            return pending[_key(b)]
+        target = b.target if b.target == "master" else int(b.target)
+        heading = getattr(self.engine, "target", None)
+        if heading is None:
+            return self._engine_value(b)
+        return heading(target, b.param)
+
+    def _param(self, b):
+        """The engine.control parameter a binding moves (for its range)."""
+        if b.param == "duck_depth":
+            return control.RULE["duck_depth"]
+        return (control.MASTER if b.target == "master" else control.TRACK)[b.param]
+
     def _engine_value(self, b) -> float:
         target = b.target if b.target == "master" else int(b.target)
         if b.param == "duck_depth":
@@ -129,8 +151,12 @@ class Surface:
                 time.sleep(self.handler_delay_s)
             raw = ev.value
             if b.param == "record":
-                if raw > 0 and ev.kind != "note_off" and hasattr(self.engine, "toggle_record"):
-                    self.engine.toggle_record()
+                if raw > 0 and ev.kind != "note_off":
+                    # never wait here for a take to finish: the takes thread does it
+                    toggle = getattr(self.engine, "toggle_record_soon", None) or \
+                        getattr(self.engine, "toggle_record", None)
+                    if toggle is not None:
+                        toggle()
                 continue
             if b.mode == "absolute":
                 value, pos = self._absolute(b, raw)
@@ -147,16 +173,16 @@ class Surface:
             elif b.mode == "toggle":
                 if raw == 0 or ev.kind == "note_off":
                     continue                      # act on press only
-                value = 0.0 if self._engine_value(b) >= 0.5 else 1.0
+                value = 0.0 if self._heading(b, pending) >= 0.5 else 1.0
             elif b.mode == "momentary":
                 value = 1.0 if raw > 0 and ev.kind != "note_off" else 0.0
             elif b.mode == "relative":
                 ticks = relative_ticks(raw)
-                base = pending.get(_key(b), self._engine_value(b))
+                base = self._heading(b, pending)
                 if b.param == "pan":
                     value = max(-1.0, min(1.0, base + ticks * PAN_STEP))
-                else:
-                    value = base + ticks * 0.5    # dB per tick for gains and depths
+                else:                             # dB per tick for gains and depths
+                    value = step_db(self._param(b), base, ticks * DB_STEP)
             else:
                 continue
             pending[_key(b)] = value

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import queue
 import sys
 import threading
 import time
@@ -19,14 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from .automation import drain as drain_automation
-from .dsp.layout import (EV_UNDERRUN, EV_XRUN, PA_INPUT_OVERFLOW, PA_INPUT_UNDERFLOW,
+from .dsp.layout import (EV_UNDERRUN, EV_XRUN, Q_READ, Q_WRITE, PA_INPUT_OVERFLOW, PA_INPUT_UNDERFLOW,
                          PA_OUTPUT_OVERFLOW, PA_OUTPUT_UNDERFLOW, SN_CEIL, SN_M, SN_PEAK_L, SN_PEAK_R, SN_S,
                          ST_LAST_PPM, STK_PEAK, STK_TP, A_LOST, DS_DEPTH, IO_RECORD, ST_REC_START, M_GAIN_DB, T_GAIN_DB, T_MUTE, T_PAN,
                          T_SOLO, K_FRAME, LOAD_BIN_PPM, S_UNDERRUNS, ST_CALLBACKS,
                          ST_FRAMES, ST_MAX_NS, ST_MAX_PPM, ST_REC_DROPPED, ST_SUM_PPM, ST_XRUNS,
                          EngineState, IoState)
+from . import control
 from .errors import LivemixError
-from .params import PARAM_IDS, P_DUCK_DEPTH, P_MASTER_GAIN
+from .params import P_DUCK_DEPTH, P_GAIN, P_MASTER_GAIN, P_MUTE, P_PAN, P_SOLO
 from .rt import shm
 from .rt.cycle import engine_cycle
 from .rt.rings import command_push
@@ -40,6 +42,7 @@ LANE_HZ = 10                 # take report lanes: values per second
 REPORT_TIMEOUT_S = 300.0     # longest wait for a take's report at the end of a run
 VIDEO_TIMEOUT_S = 3600.0     # ... and for its video (AAC encodes about 60x realtime)
 SWITCH_INTERVAL_S = 0.0005   # GIL switch interval while live (see _start)
+MAX_AHEAD_S = 60.0           # the furthest ahead a timed change may be, seconds
 
 
 def warm_up(session, maxblock: int) -> None:
@@ -145,6 +148,14 @@ class LiveEngine:
         self._jobs = []                     # (kind, child process) after each take
         self._take_lock = threading.Lock()
         self._cmd_lock = threading.Lock()
+        self._drain_lock = threading.Lock()
+        self._take_q = queue.Queue()        # toggle_record_soon -> the takes thread
+        self._take_q_lock = threading.Lock()
+        self._take_worker = None
+        self._pending: dict = {}            # (param id, target) -> (frame, value) awaiting room
+        self._queued: dict = {}             # (param id, target) -> (queue index after it, value)
+        self._last_timed = -1               # frame of the last timed change queued
+        self.coalesced = 0                  # changes that waited for room in the queue
         self._stop_readers = threading.Event()
         self.backend = None
         self.recorder = None
@@ -241,6 +252,7 @@ class LiveEngine:
                 try:
                     backend.start()
                     self.backend = backend
+                    self._say_memory()
                     return
                 except NoOutputDevice:
                     if attempt + 1 < tries:
@@ -255,19 +267,36 @@ class LiveEngine:
                                "(the virtual backend has no inputs)")
         self.backend = child("virtual")
         self.backend.start()
+        self._say_memory()
         refused = self.backend.info.get("realtime_refused")
         if refused:
             self.say(f"livemix: note: the virtual clock has no real-time scheduling "
                      f"({refused}): other programs can make it late (raise the rtprio limit "
                      "to allow it)")
 
+    def _say_memory(self) -> None:
+        memory = self.backend.info.get("memory", "")
+        if "not locked" in memory:
+            self.say(f"livemix: note: the audio process's memory could not be locked "
+                     f"({memory.split('(', 1)[-1].rstrip(')')}): if the system pages it out, "
+                     "the audio will be late (raise the memlock limit to allow it)")
+
     def _housekeeping(self) -> None:
         """Move the audio thread's change log and events out of their rings, and sample
         the ducking lanes for the take (control thread)."""
         while not self._stop_readers.wait(READER_PERIOD_S):
+            self._drain_rings()
+            self._sample_lanes()
+            if self._pending:
+                with self._cmd_lock:
+                    self._flush_pending()
+
+    def _drain_rings(self) -> None:
+        """Move the applied changes and the events out of the audio thread's rings. Each
+        ring has one reader: whichever control thread holds ``_drain_lock``."""
+        with self._drain_lock:
             self.automation.extend(drain_automation(self.st, self.session))
             self._drain_events()
-            self._sample_lanes()
 
     def _drain_events(self) -> None:
         """Audio-thread events (xruns, underruns, the limiter starting) -> events, take."""
@@ -386,39 +415,81 @@ class LiveEngine:
             self.recorder.gap(frames, "audio device lost", ring_frame=ring_frame)
 
     # -- control API ------------------------------------------------------------
-    def set(self, target: str, param: str, value: float, frame: int = -1) -> None:
-        """Change a parameter: target is a track name, "master", or a ducking rule
-        index for duck_depth; value in dB for gains (-inf allowed), -1..1 for pan,
-        0/1 for mute and solo. Any control thread."""
-        if param not in PARAM_IDS:
-            raise LivemixError(f"unknown parameter {param!r} "
-                               f"(use {', '.join(PARAM_IDS)})")
-        pid = PARAM_IDS[param]
-        if target == "master":
-            pid, t = P_MASTER_GAIN, 0
-        elif pid == P_DUCK_DEPTH:
-            t = int(target)
-        elif isinstance(target, int):
-            t = target
-        else:
-            t = self.session.track_index(target)
+    def set(self, target, param: str, value: float, frame: int | None = None) -> None:
+        """Change a parameter (``engine.control``): target is a track name or 0-based
+        index, "master", or a 0-based ducking rule index for duck_depth; value in dB
+        for gains (-inf allowed; clamped to +24), -1..1 for pan, 0/1 for mute and
+        solo. frame: None for as soon as possible, or the session frame to apply it
+        at (an integer from a second ago, applied late, to MAX_AHEAD_S ahead; timed
+        changes in non-decreasing order, and each holds the changes queued after it
+        until its frame). LivemixError naming what is wrong.
+
+        When the audio thread's queue is full (it stopped taking changes: a device
+        outage) the change waits on this side, the latest per parameter, and goes in
+        as soon as there is room: the last value set always arrives. Any control
+        thread."""
+        p, t = control.resolve(self.session, target, param)
+        value = control.clamp(p, value)
+        at = -1 if frame is None else self._check_frame(frame)
         with self._cmd_lock:
-            if not command_push(self.st.cmd_ring, self.st.cmd_idx, frame, pid, t, float(value)):
-                raise LivemixError("too many parameter changes queued; try again")
+            self._flush_pending()
+            if self._pending or not command_push(self.st.cmd_ring, self.st.cmd_idx, at,
+                                                 p.pid, t, value):
+                self._pending.pop((p.pid, t), None)
+                self._pending[(p.pid, t)] = (at, value)
+                self.coalesced += 1
+            self._queued[(p.pid, t)] = (int(self.st.cmd_idx[Q_WRITE]), value)
+
+    def _check_frame(self, frame) -> int:
+        if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
+            raise LivemixError(f"frame {frame!r}: a session frame is a whole number")
+        now = int(self.st.clock[K_FRAME])
+        sr = self.session.engine.samplerate
+        if frame < now - sr:
+            raise LivemixError(f"frame {frame}: more than a second in the past "
+                               f"(the engine is at frame {now})")
+        if frame > now + MAX_AHEAD_S * sr:
+            raise LivemixError(f"frame {frame}: more than {MAX_AHEAD_S:.0f} s ahead "
+                               f"(the engine is at frame {now})")
+        if frame < self._last_timed:
+            raise LivemixError(f"frame {frame}: before a change already queued for "
+                               f"frame {self._last_timed} (timed changes go in order)")
+        self._last_timed = int(frame)
+        return int(frame)
+
+    def _flush_pending(self) -> None:
+        """Queue the changes that waited for room, oldest first. _cmd_lock held."""
+        while self._pending:
+            key = next(iter(self._pending))
+            at, value = self._pending[key]
+            if not command_push(self.st.cmd_ring, self.st.cmd_idx, at, key[0], key[1], value):
+                return
+            del self._pending[key]
 
     def get(self, target, param: str) -> float:
-        """The value the audio thread last applied: dB for gains ("-inf" as -inf),
-        -1..1 for pan, 0/1 for mute and solo. target: track name or index, "master",
-        or a rule index for duck_depth. Any control thread."""
-        if target == "master":
+        """The value the audio thread last applied: dB for gains (-inf for silence),
+        -1..1 for pan, 0/1 for mute and solo (targets as for ``set``). Any control
+        thread."""
+        p, t = control.resolve(self.session, target, param)
+        if p.pid == P_MASTER_GAIN:
             return float(self.st.master[M_GAIN_DB])
-        if param == "duck_depth":
-            return float(self.st.rule_state[int(target), DS_DEPTH + 1])
-        t = target if isinstance(target, int) else self.session.track_index(target)
-        col = {"gain": T_GAIN_DB, "pan": T_PAN, "mute": T_MUTE, "solo": T_SOLO}.get(param)
-        if col is None:
-            raise LivemixError(f"unknown parameter {param!r}")
+        if p.pid == P_DUCK_DEPTH:
+            return float(self.st.rule_state[t, DS_DEPTH + 1])
+        col = {P_GAIN: T_GAIN_DB, P_PAN: T_PAN, P_MUTE: T_MUTE, P_SOLO: T_SOLO}[p.pid]
         return float(self.st.track_ctl[t, col])
+
+    def target(self, target, param: str) -> float:
+        """Where the parameter is heading: the latest value ``set`` queued that the
+        audio thread has not applied yet, else the applied value (``get``). What a
+        relative encoder or a toggle button must start from. Any control thread."""
+        p, t = control.resolve(self.session, target, param)
+        with self._cmd_lock:
+            if (p.pid, t) in self._pending:
+                return self._pending[(p.pid, t)][1]
+            queued = self._queued.get((p.pid, t))
+            if queued is not None and int(self.st.cmd_idx[Q_READ]) < queued[0]:
+                return queued[1]
+        return self.get(target, param)
 
     def status(self) -> dict:
         """A snapshot of the engine's health and meters (control thread)."""
@@ -443,7 +514,8 @@ class LiveEngine:
         if total == 0:
             return 0.0
         k = int(np.searchsorted(np.cumsum(hist), 0.999 * total))
-        return (k + 1) * LOAD_BIN_PPM / 1e6
+        # the bin's upper edge, but never above the largest load measured
+        return min((k + 1) * LOAD_BIN_PPM, int(self.io.stats[ST_MAX_PPM])) / 1e6
 
     # -- takes ------------------------------------------------------------------------
     def _new_take(self) -> None:
@@ -459,8 +531,7 @@ class LiveEngine:
 
     def _finish_take(self):
         """Stop the current take with its sidecar complete; returns its TakeResult."""
-        self.automation.extend(drain_automation(self.st, self.session))
-        self._drain_events()
+        self._drain_rings()
         extra = self._sidecar_extra()
         extra["lanes"] = {k: v for k, v in self._lanes.items() if not k.startswith("_")}
         target = self.session.master.target
@@ -520,8 +591,34 @@ class LiveEngine:
             self._event("take_started", self.recorder.take)
             return True
 
+    def toggle_record_soon(self) -> None:
+        """``toggle_record`` on the takes thread, in the order asked: for controllers and
+        UIs, whose own thread must not wait while a take finishes (the writer's last
+        frames, FLAC transcoding, checks: seconds). Any control thread."""
+        with self._take_q_lock:
+            if self._take_worker is None:
+                self._take_worker = threading.Thread(target=self._take_jobs,
+                                                     name="livemix-takes", daemon=True)
+                self._take_worker.start()
+            self._take_q.put("toggle")
+
+    def _take_jobs(self) -> None:
+        while self._take_q.get() == "toggle":
+            try:
+                self.toggle_record()
+            except LivemixError as e:
+                self._event("recording_stopped", str(e))
+
+    def _stop_take_jobs(self) -> None:
+        with self._take_q_lock:
+            worker, self._take_worker = self._take_worker, None
+        if worker is not None:
+            self._take_q.put("stop")
+            worker.join()
+
     def stop(self) -> Summary:
         """Stop audio, finish the take, return the summary. Control thread."""
+        self._stop_take_jobs()
         if self.backend is not None:
             self.backend.stop()
         take = None

@@ -357,7 +357,7 @@ class Recorder:
         with self._lock:
             if not self._closed:
                 try:
-                    self._drain()
+                    self._drain(final=True)
                 except _WriteFailed as e:
                     self._fail(e.message)
             self._close_files()
@@ -447,9 +447,12 @@ class Recorder:
         return True
 
     # -- ring -> files (lock held) ----------------------------------------------
-    def _drain(self, limit: int | None = None) -> None:
+    def _drain(self, limit: int | None = None, final: bool = False) -> None:
         """Copy ring frames up to RI_WRITE (or ``limit``) into the files, inserting
-        silence for logged drops at their ring positions. Lock held."""
+        silence for logged drops at their ring positions. A drop at the ring's current
+        end may still be growing (the audio thread extends the last entry while the
+        ring stays full), so it is taken only once data follows it, or when ``final``
+        (the audio thread has stopped recording). Lock held."""
         io = self.io
         ring = io.rec_ring
         size = ring.shape[1]
@@ -483,7 +486,7 @@ class Recorder:
                 self._anchor(r, dr)
                 idx[RI_READ] = r      # written: the audio thread may reuse these slots now
             # a drop at the gap position belongs after the gap (it happened later)
-            if pos is not None and (pos < w or (pos == w and limit is None)):
+            if pos is not None and (pos < w or (pos == w and final)):
                 at = self.frames
                 self._silence(cnt)
                 self.dropped_frames += cnt

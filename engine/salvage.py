@@ -65,7 +65,7 @@ def _segments(idx, drops, r, dr):
         if r < end:
             out.append(("ring", r, end - r))
             r = end
-        if pos is not None and pos < w:
+        if pos is not None and pos <= w:      # the audio thread is gone: every drop is final
             out.append(("silence", None, int(drops[dr & dmask, 1])))
             dr += 1
             continue

@@ -22,6 +22,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from .errors import SessionError
+from .control import MIN_DEPTH_DB
 from .params import MAX_GAIN_DB
 from .targets import PRESETS, Target, target as preset_target
 
@@ -29,7 +30,6 @@ SAMPLERATES = (22050, 24000, 32000, 44100, 48000, 88200, 96000, 176400, 192000)
 MAX_BLOCKSIZE = 8192
 # Ducking ramps longer than this are surely a typo (ms).
 MAX_TIME_MS = 60_000.0
-MIN_DEPTH_DB = -120.0
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from reference import TOL_GAIN, TOL_SAMPLE
 
 from engine.dsp.duck import duck_segment
 from engine.dsp.layout import (C_LOOKAHEAD, C_RAMP, DS_DEPTH, K_CEIL, L_BOXSUM, L_ENV,
-                               M_CEILING, M_RELEASE, N_LIM, N_LIMI, N_RCFG, N_RSTATE,
+                               M_RELEASE, N_LIM, N_LIMI, N_RCFG, N_RSTATE,
                                S_EOF, S_UNDERRUNS)
 from engine.dsp.limiter import limit_segment
 from engine.dsp.smoothing import ramp_jump

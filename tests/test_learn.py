@@ -46,8 +46,9 @@ class Run:
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()
 
-    def wait(self, text, timeout=5.0, after=0):
-        """Wait for a message containing ``text`` (from line ``after`` on); its index."""
+    def wait(self, text, timeout=30.0, after=0):
+        """Wait for a message containing ``text`` (from line ``after`` on); its index.
+        The timeout only guards against a hang: a starved machine may take seconds."""
         end = time.monotonic() + timeout
         with self.cond:
             while True:
@@ -58,7 +59,7 @@ class Run:
                     raise AssertionError(f"no {text!r} in: {self.lines}")
                 self.cond.wait(0.05)
 
-    def finish(self, timeout=5.0):
+    def finish(self, timeout=30.0):
         self.thread.join(timeout)
         assert not self.thread.is_alive(), self.lines
         if self.error is not None:

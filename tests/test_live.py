@@ -1,6 +1,5 @@
 """The live engine through a real JACK server (dummy driver) and the virtual backend."""
 import inspect
-import os
 import sys
 import threading
 import time
@@ -51,7 +50,9 @@ def test_live_run_through_jack(maker, jack):
     assert summary.frames >= 0.8 * SR
     assert summary.dropped_frames == 0
     assert summary.underruns == {"t0": 0, "t1": 0}
-    assert 0 < summary.load_max < 1.0
+    # the load figures are measured (a preempted callback may exceed its period on a
+    # busy machine: how long callbacks take is benchmarks/realtime.py's business)
+    assert 0 < summary.load_mean <= summary.load_p999 <= summary.load_max
     assert summary.latency_s < 0.02
 
 

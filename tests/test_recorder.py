@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import tempfile
 import time
 import wave
 from datetime import datetime
@@ -19,7 +20,7 @@ from conftest import small_tmpfs
 import soundfile as sf
 
 from engine import recorder as rec_mod
-from engine.dsp.layout import (IO_OUTCH, IO_RECORD, IO_STEMS, RI_DROP_R, RI_DROP_W, RI_READ,
+from engine.dsp.layout import (IO_OUTCH, IO_RECORD, IO_STEMS, RI_READ,
                                RI_WRITE, ST_REC_DROPPED)
 from engine.errors import LivemixError
 from engine.recorder import Recorder, recover
@@ -39,11 +40,18 @@ def make_session(root, channels=2, tracks=("voice", "music"), name="show"):
 
 
 class FakeAudio:
-    """The audio thread's side of the ring, as in engine/rt/cycle.py ``_record``."""
+    """The audio thread's side of the ring: the engine's own ``_record`` kernel
+    (engine/rt/cycle.py), fed the master and stems given, without the mixing."""
 
-    def __init__(self, io):
+    def __init__(self, io, maxblock=8192):
+        from engine.rt.state import allocate
         self.io = io
         self.dropped = 0
+        stems = (io.rec_ring.shape[0] - int(io.io_cfg[IO_OUTCH])) // 2 \
+            if int(io.io_cfg[IO_STEMS]) else 0
+        tracks = tuple(f"t{i}" for i in range(max(stems, 1)))
+        self.st = allocate(make_session(tempfile.mkdtemp(), tracks=tracks),
+                           maxblock=maxblock, ring_frames=maxblock)
 
     def room(self, n):
         idx = self.io.rec_idx
@@ -52,33 +60,18 @@ class FakeAudio:
     def push(self, master, stems=None):
         """master: (n, outch) float32; stems: (T, 2, n). True = written, False =
         dropped, None = not recording (engine_cycle calls _record only then)."""
+        from engine.rt.cycle import _record
         io = self.io
         if io.io_cfg[IO_RECORD] == 0:
             return None
-        ring = io.rec_ring
-        size = ring.shape[1]
-        idx = io.rec_idx
         n = len(master)
-        w = int(idx[RI_WRITE])
-        if size - (w - int(idx[RI_READ])) < n:
-            io.stats[ST_REC_DROPPED] += n
-            self.dropped += n
-            drops = io.rec_drops
-            dw = int(idx[RI_DROP_W])
-            if dw - int(idx[RI_DROP_R]) < drops.shape[0]:
-                slot = dw & (drops.shape[0] - 1)
-                drops[slot, 0] = w
-                drops[slot, 1] = n
-                idx[RI_DROP_W] = dw + 1
-            return False
-        j = (w + np.arange(n)) & (size - 1)
-        outch = int(io.io_cfg[IO_OUTCH])
-        ring[:outch, j] = master.T
-        if io.io_cfg[IO_STEMS] != 0:
-            for t in range(len(stems)):
-                ring[outch + 2 * t:outch + 2 * t + 2, j] = stems[t]
-        idx[RI_WRITE] = w + n          # publish after the data
-        return True
+        if stems is not None:
+            self.st.tbuf[:len(stems), :, :n] = stems
+        before = int(io.stats[ST_REC_DROPPED])
+        _record(self.st, io, np.ascontiguousarray(master, np.float32), 0, n, 0)
+        dropped = int(io.stats[ST_REC_DROPPED]) - before
+        self.dropped += dropped
+        return dropped == 0
 
     def push_when_room(self, master, stems=None, timeout=5.0):
         """A producer that never overruns: wait for the writer to make room."""
@@ -213,6 +206,38 @@ def test_overflow_leaves_silence_of_the_dropped_length(tmp_path):
     drops = [(e["frame"], e["frames"]) for e in side["events"] if e["kind"] == "drop"]
     assert drops == runs
     assert [k for k, _ in seen] == ["drop"] * len(runs)
+
+
+def test_a_stall_longer_than_ring_and_drop_log_keeps_the_take_aligned(tmp_path):
+    """The writer stalls while the audio thread drops more blocks than the drop log has
+    entries (4,096): consecutive drops are one entry, so every dropped frame becomes
+    silence in its place and the take is exactly as long as what was played."""
+    from engine.rt.state import DROP_LOG
+    s = make_session(tmp_path)
+    io = allocate_io(s, record_s=1024 / SR)
+    r = Recorder(s, io, tmp_path / "takes", subtype="FLOAT")
+    r.start()
+    audio = FakeAudio(io)
+    rng = np.random.default_rng(6)
+    expected = []
+
+    def feed(blocks, wait):
+        for _ in range(blocks):
+            m = sig(rng, 64, 2)
+            if wait:
+                audio.push_when_room(m)
+                expected.append(m)
+            else:
+                expected.append(m if audio.push(m) else np.zeros_like(m))
+
+    feed(4, wait=True)
+    with r._lock:                              # the disk stalls
+        feed(DROP_LOG + 1000, wait=False)
+    feed(4, wait=True)
+    res = r.stop()
+    assert audio.dropped > DROP_LOG * 64
+    assert res.frames == sum(len(m) for m in expected) and res.dropped_frames == audio.dropped
+    assert np.array_equal(read(res.paths[0]), np.concatenate(expected))
 
 
 def test_gap_inserts_silence_and_an_event(tmp_path):

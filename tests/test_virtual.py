@@ -124,22 +124,26 @@ def test_a_late_block_is_an_xrun_event_at_its_frame(maker, tmp_path):
     assert not any(e["kind"] == "device_lost" for e in summary.events)
 
 
-def test_no_realtime_scheduling_is_said_at_start(maker):
-    """Without CAP_SYS_NICE and with an rtprio limit of 0 the clock runs at normal
-    priority, and the run says so (as jackd does)."""
+def test_refused_realtime_and_memory_lock_are_said_at_start(maker):
+    """Without CAP_SYS_NICE and CAP_IPC_LOCK, with an rtprio limit of 0 and a 64 KiB
+    memlock limit, the clock runs at normal priority in unlocked memory, and the run
+    says both at start (as jackd does) and still plays."""
     session = one_track(maker, seconds=2.0)
 
-    def no_rtprio():
+    def limits():
         import resource
         resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (65536, 65536))
 
     cmd = [sys.executable, "-m", "engine.cli", "run", str(session.path), "--backend", "virtual",
            "--duration", "1", "--no-record", "--ui", "none"]
     if os.geteuid() == 0:
-        cmd = ["setpriv", "--bounding-set", "-sys_nice", "--inh-caps", "-sys_nice"] + cmd
+        cmd = ["setpriv", "--bounding-set", "-sys_nice,-ipc_lock", "--inh-caps",
+               "-sys_nice,-ipc_lock"] + cmd
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                       preexec_fn=no_rtprio)
+                       preexec_fn=limits)
     assert p.returncode == 0, p.stderr
     said = p.stdout + p.stderr
     assert "no real-time scheduling" in said and "Traceback" not in said
+    assert "memory could not be locked" in said
     assert "ran 1.0" in p.stdout

@@ -40,6 +40,7 @@ from ..dsp.smoothing import ramp_to
 from ..dsp.vec import fill, peak, peak_sumsq
 from ..params import (P_DUCK_DEPTH, P_GAIN, P_MASTER_GAIN, P_MUTE, P_PAN, P_SOLO, db_to_lin,
                       lin_to_db, pan_gains)
+from .fpu import denormals_off, fpu_restore
 from .rings import ring_pull
 
 
@@ -277,7 +278,9 @@ def _chunk(st, out, n):
             frame = row[CMD_FRAME]
             if frame >= 0 and frame > pos + a:
                 if frame < pos + n:
-                    b = int(frame - pos)
+                    # whole frames only, and always forward: a fractional frame
+                    # (pos + a < frame < pos + a + 1) takes effect at the next one
+                    b = min(n, max(a + 1, int(math.ceil(frame - pos))))
                 break
             if frame >= 0 and frame < pos + a:
                 st.clock[K_CMD_LATE] += 1
@@ -305,6 +308,9 @@ def _chunk(st, out, n):
         if pk > st.peak_hold[c]:
             st.peak_hold[c] = pk
         st.master[M_ACC + c] = max(st.master[M_ACC + c], pk)
+    if cfg[C_OUTCH] == 1:      # a mono output: the meter measures what goes out
+        for i in range(n):
+            st.mixbuf[0, i] = np.float32(0.5) * (st.mixbuf[0, i] + st.mixbuf[1, i])
     meter_feed(_master_meter(st), st.mixbuf, 0, n)
     _note(st, ntracks, st.clock[K_CEIL], pos, EV_CEILING, st.clock[K_CEIL] - ceil0)
     if pos + n >= st.clock[K_NEXT_PUB]:
@@ -312,7 +318,7 @@ def _chunk(st, out, n):
         st.clock[K_NEXT_PUB] = max(st.clock[K_NEXT_PUB], pos + n) + cfg[C_PUBLISH]
     if cfg[C_OUTCH] == 1:
         for i in range(n):
-            out[i, 0] = np.float32(0.5) * (st.mixbuf[0, i] + st.mixbuf[1, i])
+            out[i, 0] = st.mixbuf[0, i]
     else:
         for i in range(n):
             out[i, 0] = st.mixbuf[0, i]
@@ -334,9 +340,12 @@ def process_block(st, out, nframes):
 
 @rt_kernel(nogil=True)   # offline renders: a video's encoder runs beside it
 def run_blocks(st, out, nframes, blocksize):
-    """Call ``process_block`` for consecutive blocks of ``blocksize`` frames (offline driver)."""
+    """Call ``process_block`` for consecutive blocks of ``blocksize`` frames (offline
+    driver), with denormals flushed as on the audio thread (``engine.rt.fpu``)."""
+    fpu = denormals_off()
     done = 0
     while done < nframes:
         n = min(blocksize, nframes - done)
         process_block(st, out[done:done + n], n)
         done += n
+    fpu_restore(fpu)

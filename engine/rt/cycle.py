@@ -5,7 +5,6 @@ virtual backend's clock-paced thread calls: the same code either way. It
 processes the callback's frames in chunks of at most ``C_MAXBLOCK``, so the
 pre-fader stems it records are always the frames just mixed. Audio thread.
 """
-import numpy as np
 
 from ..dsp.jit import rt_kernel
 from ..dsp.layout import (C_MAXBLOCK, C_NTRACKS, C_SR, FREEWHEEL_END, FREEWHEEL_RUN,
@@ -21,6 +20,7 @@ from ..dsp.layout import (C_MAXBLOCK, C_NTRACKS, C_SR, FREEWHEEL_END, FREEWHEEL_
                           ST_SUM_NS, ST_SUM_PPM, ST_XRUNS)
 from .block import event_push, process_block
 from .clock import now_ns, sleep_us
+from .fpu import denormals_off, fpu_restore
 
 
 @rt_kernel
@@ -76,9 +76,16 @@ def _record(st, io, out, offset, n, deadline):
     if size - (w - idx[RI_READ]) < n:
         io.stats[ST_REC_DROPPED] += n
         drops = io.rec_drops
+        dmask = drops.shape[0] - 1
         dw = idx[RI_DROP_W]
-        if dw - idx[RI_DROP_R] < drops.shape[0]:
-            slot = dw & (drops.shape[0] - 1)
+        # consecutive drops are one entry (the ring's write position does not move while
+        # it is full), so however long a disk stalls the log cannot fill and the take
+        # keeps its length. The entry may be extended only while the writer has not
+        # taken it (read index behind it).
+        if dw > idx[RI_DROP_R] and drops[(dw - 1) & dmask, 0] == w:
+            drops[(dw - 1) & dmask, 1] += n
+        elif dw - idx[RI_DROP_R] < drops.shape[0]:
+            slot = dw & dmask
             drops[slot, 0] = w
             drops[slot, 1] = n
             idx[RI_DROP_W] = dw + 1
@@ -105,6 +112,7 @@ def engine_cycle(st, io, inp, out, frames, status):
     inp: (frames, input channels) float32 (ignored when IO_INCH is 0);
     status: PortAudio's callback flags. Audio thread only; RT-safe.
     """
+    fpu = denormals_off()      # restored on the way out: the thread's own state is left alone
     t0 = now_ns(io.ts)
     stats = io.stats
     # Freewheel (JACK runs the graph as fast as it can, with no deadline) shows as
@@ -168,3 +176,4 @@ def engine_cycle(st, io, inp, out, frames, status):
         b = ppm // LOAD_BIN_PPM
         io.load_hist[b if b < LOAD_BINS else LOAD_BINS - 1] += 1
     stats[ST_LAST_NOW] = t1
+    fpu_restore(fpu)

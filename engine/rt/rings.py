@@ -9,7 +9,6 @@ counter always advances by the frames it played, even when the ring ran dry
 (an underrun plays silence), so the track stays time-aligned: frames that
 arrive late are skipped, never played late.
 """
-import numpy as np
 from ..dsp.jit import rt_kernel
 
 from ..dsp.layout import S_EOF, S_READ, S_UNDERRUNS, S_WRITE

@@ -168,7 +168,8 @@ def prefault(arena: SharedArena) -> str:
     """Map every page of the shared blocks into this process now, before the audio
     thread needs them (else it takes the page faults itself: thousands in the first
     pass over the rings, measured as xruns), and lock memory where the system allows.
-    Changes no data. Returns what it managed, for diagnostics. Audio child process."""
+    Changes no data. Returns what it managed ("populated, locked", or "..., not
+    locked (reason)"), for the parent to say. Audio child process."""
     import ctypes
     import ctypes.util
     import mmap
@@ -188,5 +189,5 @@ def prefault(arena: SharedArena) -> str:
                 total += view[off]
             how = "touched"
     if libc.mlockall(MCL_CURRENT | MCL_FUTURE) == 0:
-        return how + "+locked"
-    return how
+        return how + ", locked"
+    return how + f", not locked ({os.strerror(ctypes.get_errno())})"

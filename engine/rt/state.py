@@ -171,7 +171,7 @@ def _initialise(st: EngineState, session, maxblock: int, ring: int, window: int)
     st.tduck[:] = 1.0
     st.rule_meter[:] = 0.0
     m = master_meter(st)
-    init_meter(m, sr, 2)
+    init_meter(m, sr, 1 if session.engine.channels == 1 else 2)   # what goes out
     st.master[M_TRUE_PEAK] = 1.0 if session.master.ceiling_mode == "true-peak" else 0.0
     st.master[M_DETECT] = (float32_ceiling(session.master.ceiling_db - TP_MARGIN_DB)
                            if session.master.ceiling_mode == "true-peak" else st.master[M_CEILING])

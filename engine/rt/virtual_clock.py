@@ -21,9 +21,8 @@ the clock is on time again.
 Audio child process: ``run_clock`` on the clock thread; ``ctl[VC_STOP]`` is set
 by the child's main thread.
 """
-from numba import njit
-
 from ..dsp.layout import C_SR, EV_XRUN, K_FRAME, PA_OUTPUT_UNDERFLOW, ST_OUT_UNDERFLOW, ST_XRUNS
+from ..dsp.jit import rt_kernel
 from .block import event_push
 from .clock import now_ns, sleep_until_ns
 from .cycle import engine_cycle
@@ -36,7 +35,7 @@ N_VC = 4
 BUFFER_PERIODS = 3
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@rt_kernel(nogil=True)
 def run_clock(st, io, out, frames, buffer_periods, ctl):
     """Mix ``frames`` frames per period into ``out`` (frames x channels float32, then
     discarded) every period until ``ctl[VC_STOP]`` is set. Returns blocks run.

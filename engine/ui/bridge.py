@@ -533,9 +533,16 @@ class MeterBridge:
             self.stop_event.set()
             self.say("stopping ...")
         elif key == "r":
-            ok, on = self._call(self.engine.toggle_record)
+            soon = getattr(self.engine, "toggle_record_soon", None)
+            if soon is None:                     # an engine that toggles at once
+                ok, on = self._call(self.engine.toggle_record)
+                done = "take finished"
+            else:                                # the UI never waits for a take to finish
+                on = not ((self.snapshot or {}).get("engine") or {}).get("recording")
+                ok, _ = self._call(soon)
+                done = "finishing the take"
             if ok:
-                self.say("recording a new take" if on else "take finished",
+                self.say("recording a new take" if on else done,
                          style="bold red" if on else "green")
         elif key in ("up", "down"):
             n = len((self.snapshot or {}).get("tracks") or [])
