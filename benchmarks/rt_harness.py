@@ -850,12 +850,12 @@ def kernel_only(*, period: int, ntracks: int, seconds: float = 1.0) -> dict:
     Durations are the kernel's own measurement of each call (``ST_LAST_NS``).
     Calls this close together look like JACK freewheeling to the engine (which
     then keeps them out of its histogram and may wait for readers), so the
-    previous-start counter is cleared before each call: every call is timed as
-    a normal, deadline-bound cycle.
+    freewheel window is restarted before each call: every call is timed as a
+    normal, deadline-bound cycle.
     """
     from engine.dsp import layout
     from engine.rt.cycle import engine_cycle
-    prev_start = getattr(layout, "ST_PREV_START", None)
+    prev_start = layout.ST_FW_T0
     with tempfile.TemporaryDirectory(prefix="livemix-bench-") as tmp:
         session = bench_session(ntracks, period, Path(tmp))
     st = allocate(session, maxblock=period, ring_frames=LOOP_RING_FRAMES)
@@ -871,8 +871,7 @@ def kernel_only(*, period: int, ntracks: int, seconds: float = 1.0) -> dict:
     t_end = time.monotonic() + seconds
     while time.monotonic() < t_end and n < len(durs) - 50:
         for _ in range(50):
-            if prev_start is not None:
-                stats[prev_start] = 0
+            stats[prev_start] = 0
             engine_cycle(st, io, out, out, period, 0)
             durs[n] = stats[ST_LAST_NS]
             n += 1

@@ -215,7 +215,7 @@ class LiveEngine:
         self.arena, g = shm.create({
             "st": lambda alloc: allocate(s, maxblock=maxblock, alloc=alloc),
             "io": lambda alloc: allocate_io(s, stems=s.record.stems, input_channels=inch,
-                                            input_map=inputs, alloc=alloc),
+                                            input_map=inputs, align=True, alloc=alloc),
         }, keep=("io",))
         self.st: EngineState = g["st"]
         self.io: IoState = g["io"]

@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .dsp.layout import (IO_OUTCH, IO_RECORD, IO_STEMS, RI_ANCHOR, RI_ANCHOR_SEQ, RI_DROP_R,
+from .dsp.layout import (IO_LATENCY, IO_OUTCH, IO_RECORD, IO_STEMS, ST_REC_ON, RI_ANCHOR, RI_ANCHOR_SEQ, RI_DROP_R,
                          RI_DROP_W, RI_READ, RI_WRITE, ST_CALLBACKS, ST_FRAMES, ST_LAST_NOW, ST_REC_DROPPED,
                          ST_XRUNS)
 from .dsp.meters import MC_NCH, loudness_figures, meter_feed, new_meter, tp_flush
@@ -225,6 +225,7 @@ class Recorder:
         self.take: str | None = None
         self.sidecar: Path | None = None
         self.ring = ring
+        self._preroll = 0              # ring frames to skip at the start (IO_LATENCY)
         self._alive_fd: int | None = None   # flock(LOCK_SH) on the master's first file
 
         self._lock = threading.Lock()   # writer thread <-> control thread only
@@ -329,6 +330,7 @@ class Recorder:
         idx = io.rec_idx
         idx[RI_READ] = idx[RI_WRITE]
         idx[RI_DROP_R] = idx[RI_DROP_W]
+        self._preroll = int(io.io_cfg[IO_LATENCY])
         self._anchor(int(idx[RI_READ]), int(idx[RI_DROP_R]))
         with self._lock:
             self._check_disk()
@@ -466,6 +468,14 @@ class Recorder:
             w = min(w, limit)
         r = int(idx[RI_READ])
         dr = int(idx[RI_DROP_R])
+        if self._preroll and r < w:
+            # the take's first frames in the ring are the master's delay (the limiter's
+            # lookahead): what came out before the take began. Session time starts after.
+            k = min(self._preroll, w - r)
+            r += k
+            self._preroll -= k
+            self._anchor(r, dr)
+            idx[RI_READ] = r
         while True:
             pos = cnt = None
             if dr < dw:
@@ -832,8 +842,9 @@ class Recorder:
                 pass
 
     def _wait_audio_quiet(self) -> None:
-        """After IO_RECORD = 0: wait until a callback that may still be copying into the
-        ring has finished. No wait when the audio thread is not running (stale heartbeat)."""
+        """After IO_RECORD = 0: wait until the audio thread has stopped copying into the
+        ring (the callback in progress, and the tail of IO_LATENCY frames that follows
+        a stop). No wait when the audio thread is not running (stale heartbeat)."""
         stats = self.io.stats
         c0 = int(stats[ST_CALLBACKS])
         frames = int(stats[ST_FRAMES])
@@ -842,8 +853,9 @@ class Recorder:
         deadline = time.monotonic() + AUDIO_QUIET_TIMEOUT_S
         while time.monotonic() < deadline:
             last = int(stats[ST_LAST_NOW])
-            if int(stats[ST_CALLBACKS]) > c0 or last == 0 or \
-                    time.monotonic_ns() - last > quiet_ns:
+            if last == 0 or time.monotonic_ns() - last > quiet_ns:
+                return
+            if int(stats[ST_CALLBACKS]) > c0 and int(stats[ST_REC_ON]) == 0:
                 return
             time.sleep(0.001)
 

@@ -305,3 +305,36 @@ def test_run_user_errors_are_one_line(maker, cli, args, needle, monkeypatch):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_many_blocks_per_host_period_are_not_freewheel(maker, monkeypatch):
+    """JACK at 1024 frames with --blocksize 64: PortAudio's buffer adapter calls back 16
+    times per JACK period, back to back. That is real time, not freewheel: the engine
+    must not take it for freewheel (which used to freeze the load statistics, make the
+    audio thread wait, and end in a false "device lost")."""
+    from jackserver import JackServer
+
+    from engine.dsp.layout import ST_CALLBACKS, ST_FREEWHEEL, ST_MAX_PPM
+    server = JackServer(period=1024, suffix="-1024").start()
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", server.name)
+    try:
+        session = simple_session(maker, seconds=6.0)
+        eng = LiveEngine(session, backend="portaudio", blocksize=64, record=False,
+                         say=lambda *_: None)
+        eng.start()
+        seen = set()
+        try:
+            t_end = time.monotonic() + 3.0
+            while time.monotonic() < t_end:
+                seen.add(int(eng.io.stats[ST_FREEWHEEL]))
+                time.sleep(0.01)
+            callbacks = int(eng.io.stats[ST_CALLBACKS])
+            load_max = int(eng.io.stats[ST_MAX_PPM])
+            measured = int(eng.io.load_hist.sum())
+        finally:
+            summary = eng.stop()
+    finally:
+        server.stop()
+    assert seen == {0}
+    assert measured == callbacks > 0 and load_max > 0     # every callback is load
+    assert not any(e["kind"] == "device_lost" for e in summary.events)

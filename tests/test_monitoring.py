@@ -212,3 +212,24 @@ def test_stats_json_unwritable_is_one_line(maker, cli, tmp_path):
             "--stats-json", tmp_path / "nodir" / "s.jsonl", check=False)
     assert p.returncode != 0
     assert len(p.stderr.strip().splitlines()) == 1 and "s.jsonl" in p.stderr
+
+
+def test_a_mono_output_meters_what_it_records(maker):
+    """A mono session's live loudness is the mono output's, as its take measures it (the
+    live meter used to measure the stereo bus as two channels: 3 LU louder). A steady
+    tone: the figure does not depend on where the two spans end."""
+    maker.audio("a.wav", sine(997, 10.0, SR, 0.25))
+    session = load_session(maker.session([{"name": "a", "file": "a.wav"}],
+                                         engine={"channels": 1},
+                                         record={"format": "wav", "subtype": "FLOAT",
+                                                 "dir": "takes"}))
+    eng = LiveEngine(session, backend="virtual", say=lambda *_: None)
+    eng.start()
+    try:
+        time.sleep(2.5)
+        live = eng.snapshot()["master"]["integrated_lufs"]
+    finally:
+        summary = eng.stop()
+    take = summary.loudness["integrated_lufs"]
+    assert sf.info(summary.take).channels == 1
+    assert live == pytest.approx(take, abs=0.05)

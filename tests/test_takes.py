@@ -17,7 +17,7 @@ from conftest import ROOT, small_tmpfs
 from reference import sine
 
 from engine.backends.offline import render
-from engine.dsp.layout import ST_FRAMES, ST_XRUNS
+from engine.dsp.layout import ST_FRAMES, ST_FREEWHEEL, ST_XRUNS
 from engine.live import LiveEngine
 from engine.session import load_session
 
@@ -289,8 +289,11 @@ def test_freewheel_soak_is_deterministic(maker, jack, minutes):
         rss.append(_rss_kb())
         _freewheel(jack.env, True)
         t0 = time.monotonic()
+        seen = set()
         while int(eng.io.stats[ST_FRAMES]) < frames_wanted and time.monotonic() - t0 < 120:
+            seen.add(int(eng.io.stats[ST_FREEWHEEL]))
             time.sleep(0.05)
+        assert 1 in seen                    # the engine knew it was freewheeling
         _freewheel(jack.env, False)
         rss.append(_rss_kb())
         summary = eng.stop()
@@ -326,3 +329,41 @@ def test_sigint_and_sigterm_stop_with_a_complete_take(maker, jack, sig):
     assert side["frames"] == sf.info(take).frames >= 1.5 * SR
     for key in ("device", "hostapi", "latency_s", "load", "underruns", "xruns"):
         assert key in side or key in side.get("extra", {}), key
+
+
+@pytest.mark.parametrize("mode", ["sample-peak", "true-peak"])
+def test_an_impulse_is_at_its_session_frame_in_render_take_and_stems(maker, jack, mode):
+    """Every file livemix writes is in session time: the master's delay (the limiter's
+    lookahead, longer in true-peak mode) is compensated in the offline render (rendered
+    past the end, cut from the start: exactly as long as asked) and in the take, whose
+    stems are delayed to meet the master."""
+    F = SR + 1000
+    click = np.zeros(4 * SR, np.float32)
+    click[F] = 0.5
+    maker.audio("click.wav", click)
+    maker.audio("bed.wav", np.zeros(4 * SR, np.float32))
+    session = load_session(maker.session(
+        [{"name": "click", "file": "click.wav"}, {"name": "bed", "file": "bed.wav"}],
+        master={"ceiling_db": -1.0, "ceiling_mode": mode},
+        record={"format": "wav", "subtype": "FLOAT", "dir": "takes", "stems": True}))
+    out = maker.root / "render.wav"
+    render(session, str(out), duration_s=2.0, subtype="FLOAT")
+    r, _ = sf.read(out, dtype="float32")
+    assert len(r) == 2 * SR
+    assert np.flatnonzero(r[:, 0]).tolist() == [F]
+    eng = LiveEngine(session, backend="portaudio", say=lambda *_: None)
+    eng.start()
+    try:
+        while int(eng.io.stats[ST_FRAMES]) < F + SR // 2:
+            time.sleep(0.05)
+    finally:
+        summary = eng.stop()
+    side = json.loads(Path(summary.take).with_suffix(".json").read_text())
+    at = F - side["start_frame"]
+    take, _ = sf.read(summary.take, dtype="float32")
+    assert np.flatnonzero(take[:, 0]).tolist() == [at]
+    stem = next(Path(summary.take).parent.glob(Path(summary.take).stem + ".click.wav"))
+    s, _ = sf.read(stem, dtype="float32")
+    assert np.flatnonzero(s[:, 0]).tolist() == [at] and len(s) == len(take)
+    n = min(len(take), len(r) - side["start_frame"])
+    np.testing.assert_array_equal(take[:n], r[side["start_frame"]:side["start_frame"] + n])

@@ -25,11 +25,12 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..dsp.layout import RI_WRITE, ST_CALLBACKS, ST_LAST_NOW
+from ..dsp.layout import RI_WRITE, ST_CALLBACKS, ST_FREEWHEEL, ST_LAST_NOW
 from ..errors import LivemixError
 from .portaudio import NoOutputDevice
 
 STALL_S = 0.4            # no callback for this long: the device is gone
+FREEWHEEL_STALL_S = 5.0  # ... while the server freewheels
 RESPAWN_EVERY_S = 0.05   # pause between attempts while the device is gone (each
                          # attempt's child is already warm: it only starts PortAudio)
 COMPILE_NOTICE_S = 3.0   # a child not warm by then is compiling: say so
@@ -194,7 +195,10 @@ class AudioChild:
             if count != last_count:
                 last_count, last_change = count, now
                 continue
-            if now - last_change < STALL_S:
+            # freewheeling, a callback may wait for the disk (FREEWHEEL_WAIT_NS at a time)
+            # and the server may pause the graph while it switches modes
+            freewheel = int(stats[ST_FREEWHEEL]) != 0
+            if now - last_change < (FREEWHEEL_STALL_S if freewheel else STALL_S):
                 continue
             # the device is gone
             self.stall_s = now - last_change
@@ -219,7 +223,9 @@ class AudioChild:
                         self._kill(proc)
                         continue
                     resumed_ns = int(stats[ST_LAST_NOW])
-                    gap = max(0, round((resumed_ns - lost_at_ns) * 1e-9 * self.opts.samplerate))
+                    # freewheeling, wall-clock time says nothing about audio time: no gap
+                    gap = 0 if freewheel else \
+                        max(0, round((resumed_ns - lost_at_ns) * 1e-9 * self.opts.samplerate))
                     self._proc, self._conn = proc, conn
                     self.info = detail
                     self.device_lost = False

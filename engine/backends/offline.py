@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import soundfile as sf
 
-from ..dsp.layout import C_OUTCH, K_CEIL, K_CMD_INVALID, K_CMD_LATE, K_NAN, S_EOF, S_UNDERRUNS
+from ..dsp.layout import C_LATENCY, C_OUTCH, K_CEIL, K_CMD_INVALID, K_CMD_LATE, K_NAN, S_EOF, S_UNDERRUNS
 from ..errors import LivemixError
 from ..params import lin_to_db
 from ..rt.block import run_blocks
@@ -124,7 +124,9 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
            blocksize: int | None = None, commands=(), progress: bool | None = None,
            start_frame: int = 0, sink=None) -> RenderResult:
     """Render ``session`` to ``out_path``. ``commands`` are (frame, param, target, value)
-    tuples in frame order (see engine.params), applied at their exact frames.
+    tuples in frame order (see engine.params), applied at their exact frames. The
+    file is in session time: the master's delay (the limiter's lookahead) is rendered
+    past the end and cut from the start, so an impulse at session frame F is at F.
     start_frame: the session is rendered from its start, but only frames from this
     one on are written (a take that began mid-run); duration counts from here.
     sink: instead of a file, an object whose ``write(frames)`` takes each chunk
@@ -152,11 +154,14 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
         ci = 0
         bar = Progress(total / sr, progress)
         t0 = time.perf_counter()
+        # the master comes out `lat` frames late (the limiter's lookahead): render that
+        # much further and drop as much at the start, so that the file is session time
+        lat = int(st.cfg[C_LATENCY])
         with (open_output(out_path, sr, outch, subtype) if sink is None
               else contextlib.nullcontext(sink)) as out:
             pos = 0
-            while pos < total:
-                n = min(chunk, total - pos)
+            while pos < total + lat:
+                n = min(chunk, total + lat - pos)
                 for src, ring, p in zip(sources, st.src_ring, st.src_pos):
                     if src is not None:
                         src.fill(ring, p, until=pos + n)
@@ -166,7 +171,7 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
                         break
                     ci += 1
                 run_blocks(st, buf, n, blocksize)
-                skip = min(n, max(0, start_frame - pos))
+                skip = min(n, max(0, start_frame + lat - pos))
                 try:
                     out.write(buf[skip:n])
                 except LivemixError:      # a sink's own one-line reason

@@ -76,7 +76,8 @@ C_RING = 7          # source ring length, frames (power of two)
 C_CMDCAP = 8        # command ring capacity (power of two)
 C_MINHOLD = 9       # shortest ducking hold, samples
 C_PUBLISH = 10      # snapshot interval, samples
-N_CFG = 11
+C_LATENCY = 11      # the master's delay (the limiter's lookahead), samples
+N_CFG = 12
 
 # clock
 K_FRAME = 0         # session frame at the start of the next block
@@ -198,6 +199,7 @@ IoState = namedtuple(
         "rec_ring",    # float32 (NREC, RECLEN)      master channels, then 2 per stem
         "rec_idx",     # int64 (N_RECIDX,)           ring counters
         "rec_drops",   # int64 (DROPCAP, 2)          (ring frame, frames) of each overflow
+        "stem_delay",  # float32 (T or 1, 2, LAT)    stems delayed to meet the master in the ring
     ],
 )
 
@@ -206,7 +208,9 @@ IO_RECORD = 0       # 1 while the audio thread copies output into rec_ring (cont
 IO_STEMS = 1        # 1 to record each track's pre-fader signal too
 IO_INCH = 2         # device input channels
 IO_OUTCH = 3        # channels in the output buffer
-N_IOCFG = 4
+IO_LATENCY = 4      # the master's delay to compensate in the ring, frames (0 = none): stems
+                    # go through stem_delay, and recording runs this long after it stops
+N_IOCFG = 5
 
 # stats (all written by the audio thread only)
 ST_CALLBACKS = 0
@@ -224,17 +228,17 @@ ST_MAX_PPM = 11
 ST_SUM_PPM = 12
 ST_REC_DROPPED = 13  # frames the record ring had no room for
 ST_LAST_NOW = 14    # monotonic ns at the end of the last callback (heartbeat)
-ST_PREV_START = 15  # monotonic ns at the start of the last callback
-ST_FAST_RUN = 16    # consecutive callbacks that came in under half a period
+ST_FW_T0 = 15       # freewheel detection: monotonic ns at the start of the window
+ST_FW_F0 = 16       # ... and ST_FRAMES then
 ST_FREEWHEEL = 17   # 1 while the server freewheels (no deadline: the cycle may wait)
 ST_FREEWHEEL_WAITS = 18  # cycles that waited for a reader or the writer in freewheel
-ST_SLOW_RUN = 19    # consecutive callbacks that came at least half a period apart
-ST_REC_ON = 20      # 1 while the audio thread is recording
+ST_REC_ON = 20      # 1 while the audio thread is recording, 2 while it records the tail
+ST_REC_TAIL = 19    # frames of the tail still to record (the master's delay after a stop)
 ST_REC_START = 21   # session frame of the first frame of the current take
 N_STATS = 24
-FREEWHEEL_RUN = 8   # fast callbacks in a row that mean "freewheeling"
-FREEWHEEL_END = 32  # normally paced callbacks in a row that mean "no longer freewheeling"
-FREEWHEEL_WAIT_NS = 500_000_000   # longest wait per callback in freewheel
+FREEWHEEL_WINDOW_S = 0.5   # audio time over which freewheel is judged (>> any host period)
+FREEWHEEL_WAIT_NS = 100_000_000   # longest wait per callback in freewheel (well under the
+                                  # watchdog's STALL_S: a wait is never a "device lost")
 
 LOAD_BINS = 2000    # 0.1 % of the period per bin, 0 .. 200 %
 LOAD_BIN_PPM = 1000
@@ -249,7 +253,8 @@ RI_DROP_R = 3       # drop-log entries read (writer thread)
 # two slots; RI_ANCHOR_SEQ says which one holds the latest (written before RI_READ moves).
 RI_ANCHOR_SEQ = 4
 RI_ANCHOR = 5       # slot k: rec_idx[RI_ANCHOR + 3k : RI_ANCHOR + 3k + 3]
-N_RECIDX = 11
+RI_STEM_POS = 11    # position in stem_delay (audio thread)
+N_RECIDX = 12
 
 # PortAudio callback status flags
 PA_INPUT_UNDERFLOW = 1

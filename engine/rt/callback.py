@@ -68,7 +68,7 @@ def unpack(addr, shp):
     io = IoState(
         _a1(addr, shp, k, i8), _a1(addr, shp, k + 1, i8), _a1(addr, shp, k + 2, i8),
         _a1(addr, shp, k + 3, i8), _a2(addr, shp, k + 4, i8), _a2(addr, shp, k + 5, f4),
-        _a1(addr, shp, k + 6, i8), _a2(addr, shp, k + 7, i8))
+        _a1(addr, shp, k + 6, i8), _a2(addr, shp, k + 7, i8), _a3(addr, shp, k + 8, f4))
     return st, io
 
 

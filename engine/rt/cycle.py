@@ -7,11 +7,10 @@ pre-fader stems it records are always the frames just mixed. Audio thread.
 """
 
 from ..dsp.jit import rt_kernel
-from ..dsp.layout import (C_MAXBLOCK, C_NTRACKS, C_SR, FREEWHEEL_END, FREEWHEEL_RUN,
-                          FREEWHEEL_WAIT_NS, ST_SLOW_RUN, IO_INCH,
-                          IO_OUTCH, IO_RECORD, IO_STEMS, S_EOF, S_READ, ST_FAST_RUN,
-                          ST_FREEWHEEL, ST_FREEWHEEL_WAITS, ST_PREV_START, ST_REC_ON,
-                          ST_REC_START, K_FRAME, EV_XRUN,
+from ..dsp.layout import (C_MAXBLOCK, C_NTRACKS, C_SR, FREEWHEEL_WAIT_NS,
+                          FREEWHEEL_WINDOW_S, IO_INCH, IO_OUTCH, IO_RECORD, IO_STEMS, S_EOF,
+                          S_READ, ST_FW_F0, ST_FW_T0, ST_FREEWHEEL, ST_FREEWHEEL_WAITS, ST_REC_ON,
+                          ST_REC_START, ST_REC_TAIL, K_FRAME, EV_XRUN, IO_LATENCY, RI_STEM_POS,
                           LOAD_BIN_PPM, LOAD_BINS, PA_INPUT_OVERFLOW, PA_INPUT_UNDERFLOW,
                           PA_OUTPUT_OVERFLOW, PA_OUTPUT_UNDERFLOW, RI_DROP_R,
                           RI_DROP_W, RI_READ, RI_WRITE, S_WRITE, ST_CALLBACKS, ST_FRAMES,
@@ -59,6 +58,40 @@ def _freewheel_wait_sources(st, io, n, deadline):
 
 
 @rt_kernel
+def _stems(st, io, w, n, write):
+    """This chunk's pre-fader stems into ring frames [w, w + n) (``write``), through the
+    stem delay line when the master's delay is compensated (IO_LATENCY > 0): ring frame
+    j then holds the stems of the same session frame as the master's. The delay line
+    takes the chunk even when it is dropped (``write`` False), so the stems stay in
+    step with the master after an overflow."""
+    ring = io.rec_ring
+    mask = ring.shape[1] - 1
+    outch = io.io_cfg[IO_OUTCH]
+    lat = io.io_cfg[IO_LATENCY]
+    p = io.rec_idx[RI_STEM_POS]
+    for t in range(st.cfg[C_NTRACKS]):
+        for c in range(2):
+            row = ring[outch + 2 * t + c]
+            src = st.tbuf[t, c]
+            if lat == 0:
+                if write:
+                    for i in range(n):
+                        row[(w + i) & mask] = src[i]
+                continue
+            d = io.stem_delay[t, c]
+            q = p
+            for i in range(n):
+                if write:
+                    row[(w + i) & mask] = d[q]
+                d[q] = src[i]
+                q += 1
+                if q == lat:
+                    q = 0
+    if lat > 0:
+        io.rec_idx[RI_STEM_POS] = (p + n) % lat
+
+
+@rt_kernel
 def _record(st, io, out, offset, n, deadline):
     """Copy n output frames (and stems) into the record ring, or count them dropped.
 
@@ -69,12 +102,15 @@ def _record(st, io, out, offset, n, deadline):
     mask = size - 1
     idx = io.rec_idx
     w = idx[RI_WRITE]
+    stems = io.io_cfg[IO_STEMS] != 0
     if io.stats[ST_FREEWHEEL] != 0:
         while size - (w - idx[RI_READ]) < n and now_ns(io.ts) < deadline:
             io.stats[ST_FREEWHEEL_WAITS] += 1
             sleep_us(100)
     if size - (w - idx[RI_READ]) < n:
         io.stats[ST_REC_DROPPED] += n
+        if stems:
+            _stems(st, io, w, n, False)
         drops = io.rec_drops
         dmask = drops.shape[0] - 1
         dw = idx[RI_DROP_W]
@@ -95,13 +131,8 @@ def _record(st, io, out, offset, n, deadline):
         j = (w + i) & mask
         for c in range(outch):
             ring[c, j] = out[offset + i, c]
-    if io.io_cfg[IO_STEMS] != 0:
-        for t in range(st.cfg[C_NTRACKS]):
-            for c in range(2):
-                row = ring[outch + 2 * t + c]
-                src = st.tbuf[t, c]
-                for i in range(n):
-                    row[(w + i) & mask] = src[i]
+    if stems:
+        _stems(st, io, w, n, True)
     idx[RI_WRITE] = w + n   # publish after the data
 
 
@@ -115,21 +146,23 @@ def engine_cycle(st, io, inp, out, frames, status):
     fpu = denormals_off()      # restored on the way out: the thread's own state is left alone
     t0 = now_ns(io.ts)
     stats = io.stats
-    # Freewheel (JACK runs the graph as fast as it can, with no deadline) shows as
-    # callbacks arriving in under half a period, many times in a row. Only then may
-    # the cycle wait for readers and the writer; otherwise it never waits.
-    period_ns = frames * 1000000000 // st.cfg[C_SR]
-    if t0 - stats[ST_PREV_START] < period_ns // 2:
-        stats[ST_FAST_RUN] += 1
-        stats[ST_SLOW_RUN] = 0
-    else:
-        stats[ST_SLOW_RUN] += 1
-        stats[ST_FAST_RUN] = 0
-    stats[ST_PREV_START] = t0
-    if stats[ST_FAST_RUN] >= FREEWHEEL_RUN:
-        stats[ST_FREEWHEEL] = 1
-    elif stats[ST_SLOW_RUN] >= FREEWHEEL_END:      # hysteresis: a preempted cycle is not the end
-        stats[ST_FREEWHEEL] = 0
+    # Freewheel (JACK runs the graph as fast as it can, with no deadline) shows as audio
+    # time running ahead of the wall clock: a FREEWHEEL_WINDOW_S stretch of audio that took
+    # under half as long in real time. Judged over a window far longer than any host
+    # period, so that a buffer adapter calling back many times per host period (16 blocks
+    # of 64 frames per 1024-frame JACK period) is not taken for it, nor a device catching
+    # up after a late wake-up. Only in freewheel may the cycle wait for readers and the
+    # writer; otherwise it never waits.
+    sr = st.cfg[C_SR]
+    span = stats[ST_FRAMES] - stats[ST_FW_F0]
+    if stats[ST_FW_T0] == 0:
+        stats[ST_FW_T0] = t0
+        stats[ST_FW_F0] = stats[ST_FRAMES]
+    elif span >= FREEWHEEL_WINDOW_S * sr:
+        real_ns = t0 - stats[ST_FW_T0]
+        stats[ST_FREEWHEEL] = 1 if 2 * real_ns * sr < span * 1000000000 else 0
+        stats[ST_FW_T0] = t0
+        stats[ST_FW_F0] = stats[ST_FRAMES]
     freewheel = stats[ST_FREEWHEEL] != 0
     deadline = t0 + FREEWHEEL_WAIT_NS
     if status & (PA_INPUT_UNDERFLOW | PA_INPUT_OVERFLOW | PA_OUTPUT_UNDERFLOW
@@ -145,10 +178,15 @@ def engine_cycle(st, io, inp, out, frames, status):
         if status & PA_OUTPUT_OVERFLOW:
             stats[ST_OUT_OVERFLOW] += 1
     maxblock = st.cfg[C_MAXBLOCK]
-    recording = io.io_cfg[IO_RECORD] != 0
-    if recording and stats[ST_REC_ON] == 0:
-        stats[ST_REC_START] = st.clock[K_FRAME]      # the take starts with this block
-    stats[ST_REC_ON] = 1 if recording else 0
+    # recording: on (1) while IO_RECORD is set, then a tail (2) as long as the master's
+    # delay (IO_LATENCY), so that the take holds the last frames still in the limiter
+    if io.io_cfg[IO_RECORD] != 0:
+        if stats[ST_REC_ON] != 1:
+            stats[ST_REC_START] = st.clock[K_FRAME]      # the take starts with this block
+            stats[ST_REC_ON] = 1
+    elif stats[ST_REC_ON] == 1:
+        stats[ST_REC_ON] = 2
+        stats[ST_REC_TAIL] = io.io_cfg[IO_LATENCY]
     done = 0
     while done < frames:
         n = min(maxblock, frames - done)
@@ -156,7 +194,14 @@ def engine_cycle(st, io, inp, out, frames, status):
         if freewheel:
             _freewheel_wait_sources(st, io, n, deadline)
         process_block(st, out[done:done + n], n)
-        if recording:
+        if stats[ST_REC_ON] == 2:
+            k = min(n, stats[ST_REC_TAIL])
+            if k > 0:
+                _record(st, io, out, done, k, deadline)
+                stats[ST_REC_TAIL] -= k
+            if stats[ST_REC_TAIL] == 0:
+                stats[ST_REC_ON] = 0
+        elif stats[ST_REC_ON] == 1:
             _record(st, io, out, done, n, deadline)
         done += n
     t1 = now_ns(io.ts)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ..dsp.layout import (C_PUBLISH, K_NEXT_PUB, M_DETECT, M_TRUE_PEAK, N_SNAP, N_SNT,
-                          C_CMDCAP, C_LOOKAHEAD, C_MAXBLOCK, C_MINHOLD, C_NRULES, C_NTRACKS,
+                          C_CMDCAP, C_LATENCY, C_LOOKAHEAD, C_MAXBLOCK, C_MINHOLD, C_NRULES, C_NTRACKS,
                           C_OUTCH, C_RAMP, C_RING, C_SR, D_ATTACK_INC, D_HOLD, D_RELEASE_INC,
                           D_THRESHOLD, DS_DEPTH, DS_GAIN, DS_STEADY, L_BOXSUM, L_ENV, M_CEILING,
                           M_GAIN_DB, M_RAMP, M_RELEASE, N_CFG, N_CLOCK, N_LIM, N_LIMI, N_MASTER,
@@ -129,6 +129,7 @@ def _initialise(st: EngineState, session, maxblock: int, ring: int, window: int)
     cfg[C_RING] = ring
     cfg[C_CMDCAP] = st.cmd_ring.shape[0]
     cfg[C_MINHOLD] = round(MIN_HOLD_S * sr)
+    cfg[C_LATENCY] = master_latency(session)
 
     st.src_pos[:, S_EOF] = -1
     any_solo = any(t.solo for t in session.tracks)
@@ -191,13 +192,25 @@ RECORD_RING_S = 10.5      # recording ring, seconds (rounded up to a power of tw
 DROP_LOG = 4096           # record-ring overflow events remembered
 
 
+def master_latency(session) -> int:
+    """The master bus's delay behind session time, samples: the limiter's lookahead
+    (its window less one), plus the true-peak detector's half-length in true-peak mode."""
+    from ..dsp.meters import TP_HALF
+    window = max(2, round(LOOKAHEAD_S * session.engine.samplerate))
+    return window - 1 + (TP_HALF if session.master.ceiling_mode == "true-peak" else 0)
+
+
 def allocate_io(session, stems: bool = False, input_channels: int = 0, input_map=None,
-                record_s: float = RECORD_RING_S, alloc=_numpy_alloc):
+                record_s: float = RECORD_RING_S, align: bool = False, alloc=_numpy_alloc):
     """Allocate the callback's state: recording ring, health counters, input map.
 
     input_map: {track index: (left channel, right channel)} 0-based device inputs.
+    align: compensate the master's delay in the record ring (``master_latency``): the
+    stems are delayed to meet it and recording goes on that long after it stops, so
+    that a recorder skipping that many frames at the start writes session time.
     """
-    from ..dsp.layout import (IO_INCH, IO_OUTCH, IO_STEMS, LOAD_BINS, N_IOCFG, N_RECIDX,
+    from ..dsp.layout import (IO_INCH, IO_LATENCY, IO_OUTCH, IO_STEMS, LOAD_BINS, N_IOCFG,
+                              N_RECIDX,
                               N_STATS, IoState)
     ntracks = len(session.tracks)
     outch = session.engine.channels
@@ -212,7 +225,10 @@ def allocate_io(session, stems: bool = False, input_channels: int = 0, input_map
         rec_ring=alloc("rec_ring", (nrec, reclen), np.float32),
         rec_idx=alloc("rec_idx", (N_RECIDX,), np.int64),
         rec_drops=alloc("rec_drops", (DROP_LOG, 2), np.int64),
+        stem_delay=alloc("stem_delay", (ntracks if stems else 1, 2,
+                                        max(1, master_latency(session))), np.float32),
     )
+    io.io_cfg[IO_LATENCY] = master_latency(session) if align else 0
     io.io_cfg[IO_OUTCH] = outch
     io.io_cfg[IO_INCH] = input_channels
     io.io_cfg[IO_STEMS] = int(stems)
