@@ -240,8 +240,7 @@ class LiveEngine:
                                  blocksize=self.blocksize or 0, channels=s.engine.channels,
                                  input_channels=inch, device=self.device,
                                  client_name=self.client_name, maxblock=maxblock)
-            return AudioChild(self.arena.layout(), self.io, opts, on_event=self._event,
-                              on_gap=self._gap)
+            return AudioChild(self.arena.layout(), self.io, opts, on_event=self._event)
 
         if self.backend_choice in ("auto", "portaudio"):
             # An explicit --backend portaudio tries twice: a busy JACK server can
@@ -405,14 +404,12 @@ class LiveEngine:
     def _event(self, kind: str, detail: str) -> None:
         frame = int(self.st.clock[K_FRAME]) if hasattr(self, "st") else 0
         self.events.append({"frame": frame, "kind": kind, "detail": detail})
+        rec = self.recorder
+        if kind in ("device_lost", "device_back") and rec is not None and rec.recording:
+            rec.note(kind, detail, max(0, frame - int(self.io.stats[ST_REC_START])))
         if kind in ("device_lost", "device_back", "disk_low", "recording_stopped",
                     "source_error", "compiling"):
             self.say(f"livemix: {kind.replace('_', ' ')}: {detail}")
-
-    def _gap(self, frames: int, ring_frame: int) -> None:
-        """The device was lost for ``frames``: silence in the take where it happened."""
-        if self.recorder is not None:
-            self.recorder.gap(frames, "audio device lost", ring_frame=ring_frame)
 
     # -- control API ------------------------------------------------------------
     def set(self, target, param: str, value: float, frame: int | None = None) -> None:

@@ -10,8 +10,8 @@ Threads (who calls what):
   copies what the ring holds into the files and owns ``RI_READ`` and
   ``RI_DROP_R`` (single producer / single consumer, no lock shared with the
   audio thread). It also checks free disk space about once a second.
-* control thread: ``Recorder.start``, ``stop``, ``gap``, ``recover``. ``gap``
-  and ``stop`` share one lock with the writer thread (never with the audio
+* control thread: ``Recorder.start``, ``stop``, ``note``, ``recover``. ``stop``
+  and ``note`` share one lock with the writer thread (never with the audio
   thread).
 
 Units: frames (one sample per channel) unless a name says seconds or bytes.
@@ -99,7 +99,7 @@ class TakeResult:
     """What ``Recorder.stop`` returns.
 
     paths: the audio files, master first (in part order), then each stem.
-    frames: frames in the master take (all parts, silence for drops and gaps included).
+    frames: frames in the master take (all parts, silence for drops included).
     dropped_frames: frames the record ring had no room for (written as silence).
     stopped_reason: why recording stopped before ``stop()`` (disk full ...), else None.
     """
@@ -171,7 +171,7 @@ class Recorder:
     format: "wav" | "w64" | "rf64" | "flac"; subtype: a soundfile subtype ("PCM_24" ...).
     stems: also record each track's pre-fader signal (the ring must have the rows:
     ``allocate_io(stems=True)``). samplerate: Hz (default: the session's).
-    on_event(kind, detail): called for "drop", "gap", "disk_low", "recording_stopped",
+    on_event(kind, detail): called for "drop", "disk_low", "recording_stopped",
     "transcode_failed" events, from the writer thread or the control thread, never
     with the recorder's lock held.
     ring: where ``io`` lives in shared memory, ``(block name, [(array, shape, dtype,
@@ -378,41 +378,6 @@ class Recorder:
         self._dispatch()
         return self._result
 
-    def gap(self, frames: int, reason: str, ring_frame: int | None = None) -> None:
-        """Write ``frames`` frames of silence into the take: the audio device was lost
-        for that long. Control thread; safe while the writer thread runs.
-
-        Without ``ring_frame`` the silence goes at the current end of the take, after
-        everything the ring holds. With ``ring_frame`` (``rec_idx[RI_WRITE]`` read when
-        the device was lost) it goes exactly there, unless the writer has already
-        written past that point (then at the end, and the event says so)."""
-        frames = int(frames)
-        if frames <= 0:
-            return
-        with self._lock:
-            if self._state != "recording" or self._closed:
-                return
-            try:
-                late = 0
-                if ring_frame is not None:
-                    ring_frame = int(ring_frame)
-                    late = max(0, int(self.io.rec_idx[RI_READ]) - ring_frame)
-                    if late == 0:
-                        self._drain(limit=ring_frame)
-                if ring_frame is None or late:
-                    self._drain()
-                at = self.frames
-                self._silence(frames)
-                io = self.io
-                self._anchor(int(io.rec_idx[RI_READ]), int(io.rec_idx[RI_DROP_R]))
-                detail = f"{frames} frames of silence: {reason}"
-                if late:
-                    detail += f" (placed {late} frames late)"
-                self._event("gap", detail, at, frames)
-            except _WriteFailed as e:
-                self._fail(e.message)
-        self._dispatch()
-
     @property
     def recording(self) -> bool:
         """True from start() until stop() or a write error."""
@@ -449,8 +414,8 @@ class Recorder:
         return True
 
     # -- ring -> files (lock held) ----------------------------------------------
-    def _drain(self, limit: int | None = None, final: bool = False) -> None:
-        """Copy ring frames up to RI_WRITE (or ``limit``) into the files, inserting
+    def _drain(self, final: bool = False) -> None:
+        """Copy ring frames up to RI_WRITE into the files, inserting
         silence for logged drops at their ring positions. A drop at the ring's current
         end may still be growing (the audio thread extends the last entry while the
         ring stays full), so it is taken only once data follows it, or when ``final``
@@ -464,8 +429,6 @@ class Recorder:
         dmask = drops.shape[0] - 1
         w = int(idx[RI_WRITE])        # the data counter first: every drop before w is
         dw = int(idx[RI_DROP_W])      # already in the log when we read its counter
-        if limit is not None:
-            w = min(w, limit)
         r = int(idx[RI_READ])
         dr = int(idx[RI_DROP_R])
         if self._preroll and r < w:
@@ -495,7 +458,6 @@ class Recorder:
                 r += n
                 self._anchor(r, dr)
                 idx[RI_READ] = r      # written: the audio thread may reuse these slots now
-            # a drop at the gap position belongs after the gap (it happened later)
             if pos is not None and (pos < w or (pos == w and final)):
                 at = self.frames
                 self._silence(cnt)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import ROOT, small_tmpfs
+from conftest import ROOT, run_cli, small_tmpfs
 from reference import sine
 
 from engine.backends.offline import render
@@ -367,3 +367,45 @@ def test_an_impulse_is_at_its_session_frame_in_render_take_and_stems(maker, jack
     assert np.flatnonzero(s[:, 0]).tolist() == [at] and len(s) == len(take)
     n = min(len(take), len(r) - side["start_frame"])
     np.testing.assert_array_equal(take[:n], r[side["start_frame"]:side["start_frame"] + n])
+
+
+def test_an_outage_pauses_session_time_and_the_take_stays_in_step(maker, jack):
+    """The audio server dies mid-take and comes back: session time pauses with the
+    device, so the take stays one continuous piece of session time: it equals the
+    offline render frame for frame across the outage, a fader move made after it is
+    logged and heard at the same frame, and the sidecar marks the outage where it
+    happened in the take."""
+    session = busy_session(maker, ntracks=4)
+    eng = LiveEngine(session, backend="portaudio", say=lambda *_: None)
+    eng.start()
+    try:
+        while int(eng.io.stats[ST_FRAMES]) < SR:
+            time.sleep(0.02)
+        jack.kill()
+        end = time.monotonic() + 10
+        while not eng.backend.device_lost and time.monotonic() < end:
+            time.sleep(0.01)
+        lost_at = int(eng.io.stats[ST_FRAMES])
+        time.sleep(0.5)
+        jack.start()
+        while eng.backend.device_lost and time.monotonic() < end + 10:
+            time.sleep(0.01)
+        resumed = int(eng.io.stats[ST_FRAMES])
+        eng.set("t1", "gain", -12.0)
+        while int(eng.io.stats[ST_FRAMES]) < resumed + SR:
+            time.sleep(0.02)
+    finally:
+        summary = eng.stop()
+    side = json.loads(Path(summary.take).with_suffix(".json").read_text())
+    kinds = {e["kind"]: e["frame"] for e in side["events"]}
+    assert "device_lost" in kinds and "device_back" in kinds
+    assert abs(kinds["device_lost"] - lost_at) <= SR // 10       # where it happened
+    assert kinds["device_back"] - kinds["device_lost"] < SR // 10  # no time went by
+    move = [a for a in side["automation"] if a["target"] == "t1"][-1]
+    assert move["frame"] >= resumed
+    take, _ = sf.read(summary.take, dtype="float32")
+    assert sum(summary.underruns.values()) == 0, summary.underruns
+    out = maker.root / "replay.wav"
+    run_cli("render", session.path, "--automation", Path(summary.take).with_suffix(".json"),
+            "-o", out, "--subtype", "FLOAT")
+    np.testing.assert_array_equal(sf.read(out, dtype="float32")[0], take)

@@ -11,7 +11,8 @@ native clock thread (``engine.backends.virtual``). Both run the same
 audio thread, under the same supervision: the parent watches the callback
 counter; when it stalls for ``STALL_S`` it reports the loss, kills the child
 (never waits on the dead stream), and keeps spawning new children until one
-plays again; the recorder fills the gap with silence of the lost length.
+plays again. Session time pauses with the device (one clock: sources, take,
+automation and events stay in step; the events say how long it was away).
 
 Threads: ``start``/``stop``/``poll`` are for the control thread; the watchdog
 runs in its own thread; the child process runs ``_child_main``.
@@ -25,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..dsp.layout import RI_WRITE, ST_CALLBACKS, ST_FREEWHEEL, ST_LAST_NOW
+from ..dsp.layout import ST_CALLBACKS, ST_FREEWHEEL, ST_LAST_NOW
 from ..errors import LivemixError
 from .portaudio import NoOutputDevice
 
@@ -105,13 +106,12 @@ def _child_main(layout, opts: StreamOptions, conn) -> None:
 class AudioChild:
     """Runs and supervises the audio child. ``events`` receives (kind, detail) tuples."""
 
-    def __init__(self, layout, io, opts: StreamOptions, on_event=None, on_gap=None):
+    def __init__(self, layout, io, opts: StreamOptions, on_event=None):
         self.name = opts.backend
         self.layout = layout
         self.io = io
         self.opts = opts
         self.on_event = on_event or (lambda kind, detail: None)
-        self.on_gap = on_gap or (lambda frames, ring_frame: None)
         self.info: dict = {}
         self.device_lost = False
         self.stall_s = None      # how long callbacks had stopped when the loss was declared
@@ -203,7 +203,6 @@ class AudioChild:
             # the device is gone
             self.stall_s = now - last_change
             lost_at_ns = int(stats[ST_LAST_NOW])
-            lost_at_ring = int(self.io.rec_idx[RI_WRITE])
             self.device_lost = True
             self.on_event("device_lost", f"no audio callback for {STALL_S:.1f} s")
             self._kill(self._proc)
@@ -215,22 +214,19 @@ class AudioChild:
                 kind, detail = self._go(proc, conn, START_TIMEOUT_S)
                 self.attempts.append(self._went)
                 if kind == "ready":
-                    # wait for its first callback, then measure the gap
+                    # wait for its first callback, then say how long the device was away
                     t_end = time.monotonic() + 2.0
                     while int(stats[ST_CALLBACKS]) == count and time.monotonic() < t_end:
                         time.sleep(0.002)
                     if int(stats[ST_CALLBACKS]) == count:
                         self._kill(proc)
                         continue
-                    resumed_ns = int(stats[ST_LAST_NOW])
-                    # freewheeling, wall-clock time says nothing about audio time: no gap
-                    gap = 0 if freewheel else \
-                        max(0, round((resumed_ns - lost_at_ns) * 1e-9 * self.opts.samplerate))
+                    away_s = max(0, int(stats[ST_LAST_NOW]) - lost_at_ns) * 1e-9
                     self._proc, self._conn = proc, conn
                     self.info = detail
                     self.device_lost = False
-                    self.on_gap(gap, lost_at_ring)
-                    self.on_event("device_back", f"audio resumed after {gap} frames")
+                    self.on_event("device_back", f"audio resumed after {away_s:.2f} s: the "
+                                  "session paused meanwhile (nothing played or recorded)")
                     break
                 self._kill(proc)
                 self._stop.wait(RESPAWN_EVERY_S)
