@@ -416,7 +416,7 @@ class LiveEngine:
         """Change a parameter (``engine.control``): target is a track name or 0-based
         index, "master", or a 0-based ducking rule index for duck_depth; value in dB
         for gains (-inf allowed; clamped to +24), -1..1 for pan, 0/1 for mute and
-        solo. frame: None for as soon as possible, or the session frame to apply it
+        solo. frame: None (or -1) for as soon as possible, or the session frame to apply it
         at (an integer from a second ago, applied late, to MAX_AHEAD_S ahead; timed
         changes in non-decreasing order, and each holds the changes queued after it
         until its frame). LivemixError naming what is wrong.
@@ -427,7 +427,7 @@ class LiveEngine:
         thread."""
         p, t = control.resolve(self.session, target, param)
         value = control.clamp(p, value)
-        at = -1 if frame is None else self._check_frame(frame)
+        at = -1 if frame is None or frame == -1 else self._check_frame(frame)
         with self._cmd_lock:
             self._flush_pending()
             if self._pending or not command_push(self.st.cmd_ring, self.st.cmd_idx, at,
@@ -528,6 +528,7 @@ class LiveEngine:
 
     def _finish_take(self):
         """Stop the current take with its sidecar complete; returns its TakeResult."""
+        self.recorder.end_audio()       # the take's last frame is known: now its events
         self._drain_rings()
         extra = self._sidecar_extra()
         extra["lanes"] = {k: v for k, v in self._lanes.items() if not k.startswith("_")}
@@ -614,15 +615,13 @@ class LiveEngine:
             worker.join()
 
     def stop(self) -> Summary:
-        """Stop audio, finish the take, return the summary. Control thread."""
+        """Finish the take, stop audio, return the summary. Control thread.
+
+        The take finishes while the audio still runs, so that it gets the frames
+        still in the limiter's delay (the master's latency) after the stop."""
         self._stop_take_jobs()
-        if self.backend is not None:
-            self.backend.stop()
         take = None
         reason = None
-        self._stop_readers.set()
-        if self._reader is not None:
-            self._reader.join(timeout=2.0)
         with self._take_lock:
             if self.recorder is not None:
                 result = self._finish_take()
@@ -630,6 +629,11 @@ class LiveEngine:
                 reason = result.stopped_reason
             elif self.takes:
                 take = self.takes[-1]
+        if self.backend is not None:
+            self.backend.stop()
+        self._stop_readers.set()
+        if self._reader is not None:
+            self._reader.join(timeout=2.0)
         self._wait_jobs()
         summary = self._summary(take, reason)
         self.backend = None

@@ -246,7 +246,6 @@ class Recorder:
         self._end_time: datetime | None = None
         self._session_sha = None
         self._dropped0 = 0
-        self._xruns0 = 0
         self._flac_error: str | None = None
 
         bps = _SAMPLE_BYTES.get(subtype, 8)
@@ -322,7 +321,6 @@ class Recorder:
         fcntl.flock(self._alive_fd, fcntl.LOCK_SH)
         self._session_sha = _sha256(Path(self.session.path))
         self._dropped0 = int(io.stats[ST_REC_DROPPED])
-        self._xruns0 = int(io.stats[ST_XRUNS])
         if not self._write_sidecar(complete=False):
             self._abandon()
             raise LivemixError(f"cannot record in {d}: cannot write the sidecar {self.sidecar}")
@@ -351,8 +349,7 @@ class Recorder:
             return self._result
         if self._state == "new":
             raise RuntimeError("stop() before start()")
-        self.io.io_cfg[IO_RECORD] = 0
-        self._wait_audio_quiet()
+        self.end_audio()
         self._quit.set()
         if self._thread is not None:
             self._thread.join()
@@ -377,6 +374,15 @@ class Recorder:
                 events=[dict(e) for e in self.events])
         self._dispatch()
         return self._result
+
+    def end_audio(self) -> None:
+        """Stop the audio thread recording this take (IO_RECORD = 0) and wait until it
+        has (its callback in progress and the tail after it). The first step of
+        ``stop``: the engine calls it alone first, to drain the take's last events
+        before the sidecar is finished. Control thread."""
+        if int(self.io.io_cfg[IO_RECORD]) != 0:
+            self.io.io_cfg[IO_RECORD] = 0
+            self._wait_audio_quiet()
 
     @property
     def recording(self) -> bool:
@@ -691,7 +697,8 @@ class Recorder:
             "frames": self.frames,
             "seconds": self.frames / self.samplerate,
             "dropped_frames": self.dropped_frames,
-            "xruns": int(stats[ST_XRUNS]) - self._xruns0,
+            # the take's own: xruns the engine noted at frames inside it
+            "xruns": sum(1 for e in self.events if e["kind"] == "xrun"),
             "xruns_engine_total": int(stats[ST_XRUNS]),
             "engine_frames": int(stats[ST_FRAMES]),
             "start_time": self._start_time.isoformat(timespec="milliseconds"),

@@ -59,7 +59,7 @@ def test_cc_moves_a_fader_within_two_blocks_and_replays(rig, cli, maker):
     queued = []
     engine_set = eng.set
 
-    def spy(target, param, value, frame=-1):
+    def spy(target, param, value, frame=None):
         before = int(eng.st.clock[K_FRAME])    # the next block's first frame
         engine_set(target, param, value, frame)
         queued.append((param, value, before, int(eng.st.clock[K_FRAME])))

@@ -41,6 +41,14 @@ def isp_session(maker, seconds=6.0, master=None):
     return load_session(path)
 
 
+def until(condition, timeout=30.0):
+    """Wait for ``condition()`` (a hang guard, not a timing assertion)."""
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
 def png_size(path):
     head = open(path, "rb").read(24)
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
@@ -177,12 +185,11 @@ def test_meter_bridge_on_the_real_engine(maker, jack):
         # the keys act on the real engine: select voice, mute it, take on, take off, quit
         bridge.frame()
         bridge.feed(b"\x1b[Bm")
-        bridge.feed(b"r")
-        time.sleep(0.3)
+        bridge.feed(b"r")                 # the take starts on the takes thread
+        until(lambda: eng.recorder is not None and eng.recorder.recording)
         assert eng.get("voice", "mute") == 1.0 and eng.get("bed", "mute") == 0.0
-        assert eng.recorder is not None and eng.recorder.recording
         bridge.feed(b"r")
-        assert len(eng.takes) == 1
+        until(lambda: len(eng.takes) == 1)
         bridge.feed(b"q")
         assert stop.is_set()
     finally:

@@ -66,8 +66,9 @@ def test_take_equals_frames_played_and_the_offline_render(maker, jack):
     take, _ = sf.read(summary.take, dtype="float32")
     side = json.loads(open(summary.take[:-4] + ".json").read())
     assert summary.dropped_frames == 0 and side["dropped_frames"] == 0
-    assert len(take) == summary.frames == side["frames"]
-    assert summary.frames >= 2 * SR                 # it ran (10 s were asked)
+    # the take ends where recording stopped; the engine played on until the audio stopped
+    assert len(take) == side["frames"] <= summary.frames
+    assert len(take) >= 2 * SR                      # it ran (10 s were asked)
     assert side["complete"] is True and side["samplerate"] == SR
     assert sum(summary.underruns.values()) == 0, summary.underruns
     np.testing.assert_array_equal(take, offline(session, len(take), maker.root))
@@ -217,7 +218,8 @@ def test_recover_refuses_a_take_still_recording(maker, jack):
     assert r.returncode != 0
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "still being recorded" in err[0] and wav.name in err[0]
-    assert summary.take == str(wav) and sf.info(wav).frames == summary.frames
+    side = json.loads(wav.with_suffix(".json").read_text())
+    assert summary.take == str(wav) and sf.info(wav).frames == side["frames"] > 0
 
 
 def test_disk_full_stops_recording_not_audio(maker, jack, tmp_path):
@@ -258,9 +260,9 @@ def test_disk_stall_of_3_s_loses_nothing(maker, jack, monkeypatch):
     assert stalled["done"]
     assert summary.dropped_frames == 0
     take, _ = sf.read(summary.take, dtype="float32")
-    assert len(take) == summary.frames
-    if summary.xruns == 0:
-        np.testing.assert_array_equal(take, offline(session, len(take), maker.root))
+    assert len(take) == json.loads(Path(summary.take).with_suffix(".json").read_text())["frames"]
+    assert sum(summary.underruns.values()) == 0, summary.underruns
+    np.testing.assert_array_equal(take, offline(session, len(take), maker.root))
 
 
 def _freewheel(env, on):

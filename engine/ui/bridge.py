@@ -538,7 +538,8 @@ class MeterBridge:
                 ok, on = self._call(self.engine.toggle_record)
                 done = "take finished"
             else:                                # the UI never waits for a take to finish
-                on = not ((self.snapshot or {}).get("engine") or {}).get("recording")
+                ok, snap = self._call(self.engine.snapshot)
+                on = ok and not ((snap or {}).get("engine") or {}).get("recording")
                 ok, _ = self._call(soon)
                 done = "finishing the take"
             if ok:
