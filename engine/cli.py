@@ -6,10 +6,28 @@ and a non-zero exit; never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
+from .session import blocksize_problem, samplerate_problem, seconds_problem, session_sources
+
 from .errors import LivemixError
+
+
+def _checked(problem, parse):
+    """An argparse type: ``parse`` the text, then ``problem`` (engine.session's check,
+    the one sessions and the Python API use) must have nothing to say."""
+    def convert(text: str):
+        try:
+            v = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        why = problem(v)
+        if why:
+            raise argparse.ArgumentTypeError(why)
+        return v
+    return convert
 
 
 def _positive_float(text: str) -> float:
@@ -17,28 +35,22 @@ def _positive_float(text: str) -> float:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v > 0:
+    if not v > 0 or not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"{text} must be more than 0")
     return v
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return v
+_seconds = _checked(seconds_problem, float)
+_samplerate = _checked(samplerate_problem, int)
+_blocksize = _checked(blocksize_problem, int)
+_live_blocksize = _checked(lambda v: blocksize_problem(v, live=True), int)
 
 
 def cmd_render(args) -> int:
     from .backends.offline import render
-    from .session import MAX_BLOCKSIZE, load_session
+    from .session import load_session
 
     session = load_session(args.session)
-    if args.blocksize is not None and args.blocksize > MAX_BLOCKSIZE:
-        raise LivemixError(f"--blocksize {args.blocksize}: at most {MAX_BLOCKSIZE}")
     commands, notices = (), []
     duration = args.duration
     start = 0
@@ -48,8 +60,11 @@ def cmd_render(args) -> int:
         start = int(take.get("start_frame") or 0)
         if duration is None and take.get("frames"):      # replay the take's length
             duration = take["frames"] / take["samplerate"]
-    from .video import VIDEO_OUTPUTS, check_output, deliver_render
-    check_output(session, args.output)
+    from .outputs import check_output
+    from .video import VIDEO_OUTPUTS, check_video_output, deliver_render
+    check_video_output(session, args.output)
+    check_output(args.output, [session.path, args.automation, *session_sources(session)],
+                 force=args.force, what="one of this render's inputs")
     if Path(args.output).suffix.lower() in VIDEO_OUTPUTS:
         for flag, value in (("--duration", args.duration), ("--subtype", args.subtype)):
             if value is not None:
@@ -420,9 +435,9 @@ def _live_options(p):
     p.add_argument("--backend", choices=("auto", "portaudio", "virtual"), default="auto",
                    help="auto: PortAudio when an output device exists, else virtual")
     p.add_argument("--device", metavar="NAME", help="output device (substring of its name)")
-    p.add_argument("--blocksize", type=_positive_int, metavar="N",
+    p.add_argument("--blocksize", type=_live_blocksize, metavar="N",
                    help="fixed frames per callback (default: the host's, no added latency)")
-    p.add_argument("--samplerate", type=_positive_int, metavar="HZ")
+    p.add_argument("--samplerate", type=_samplerate, metavar="HZ")
     p.add_argument("--client-name", default="livemix", metavar="NAME",
                    help="JACK client name (default livemix)")
     p.add_argument("--record", dest="record", action="store_true", default=True,
@@ -460,19 +475,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True,
                    help="output audio file (.wav, .flac, ...), or a video (.mp4, .mov, .mkv, "
                         ".webm: the session's [output] video with the mix)")
-    r.add_argument("--duration", type=_positive_float, metavar="SECONDS",
+    r.add_argument("--duration", type=_seconds, metavar="SECONDS",
                    help="length to render (default: the longest non-looping track)")
     r.add_argument("--subtype", default=None, choices=("PCM_16", "PCM_24", "PCM_32", "FLOAT"),
                    help="sample format (default PCM_24)")
-    r.add_argument("--blocksize", type=_positive_int, metavar="N",
+    r.add_argument("--blocksize", type=_blocksize, metavar="N",
                    help="frames per block (default: the session's)")
     r.add_argument("--automation", metavar="TAKE.json",
                    help="replay the fader moves recorded in a take's sidecar (and its length)")
+    r.add_argument("--force", action="store_true", help="overwrite the output if it exists")
     r.set_defaults(func=cmd_render)
 
     run = sub.add_parser("run", help="mix a session live, recording a take")
     run.add_argument("session", help="session file (.toml)")
-    run.add_argument("--duration", type=_positive_float, metavar="SECONDS",
+    run.add_argument("--duration", type=_seconds, metavar="SECONDS",
                      help="stop after this long (default: until Ctrl-C)")
     _live_options(run)
     run.set_defaults(func=cmd_run)
@@ -523,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     no.set_defaults(func=cmd_normalize)
 
     d = sub.add_parser("demo", help="generate the demo session and play it live")
-    d.add_argument("--duration", type=_positive_float, metavar="SECONDS", default=None,
+    d.add_argument("--duration", type=_seconds, metavar="SECONDS", default=None,
                    help="how long to play (default: the whole demo, 20 s)")
     _live_options(d)
     d.set_defaults(func=cmd_demo)

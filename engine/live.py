@@ -127,6 +127,15 @@ class LiveEngine:
                  blocksize: int | None = None, samplerate: int | None = None,
                  client_name: str = "livemix", record: bool = True, takes_dir=None,
                  say=print, report: bool = True):
+        from .session import blocksize_problem, samplerate_problem
+        for name, value in (("samplerate", samplerate), ("blocksize", blocksize),
+                            ("session blocksize", session.engine.blocksize)):
+            why = value is not None and (samplerate_problem(value) if name == "samplerate"
+                                         else blocksize_problem(value, live=True))
+            if why:
+                raise LivemixError(f"{name}: {why}")
+        if backend not in ("auto", "portaudio", "virtual"):
+            raise LivemixError(f"backend {backend!r}: use auto, portaudio or virtual")
         if samplerate:
             session = dataclasses.replace(
                 session, engine=dataclasses.replace(session.engine, samplerate=samplerate))

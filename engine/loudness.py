@@ -291,14 +291,9 @@ def _check_paths(src: Path, dst: Path | None, in_place: bool, force: bool) -> Pa
         return src
     if dst is None:
         raise LivemixError(f"{src}: give -o OUT (or --in-place to rewrite {src} itself)")
-    if dst.exists() and src.exists() and os.path.samefile(src, dst):
-        raise LivemixError(f"{dst}: is the input file; normalize never overwrites its input "
-                           "(use --in-place)")
-    if dst.exists() and not force:
-        raise LivemixError(f"{dst}: already exists (use --force to overwrite it)")
-    if not dst.parent.is_dir():
-        raise LivemixError(f"{dst}: directory {dst.parent} does not exist")
-    return dst
+    from .outputs import check_output
+    return check_output(dst, [src], force=force, what="the input file",
+                        hint=" (normalize never overwrites its input; --in-place rewrites it)")
 
 
 _WAV_FAMILY = {"WAV", "WAVEX", "RF64"}

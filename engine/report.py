@@ -797,14 +797,32 @@ def add_report_parser(sub):
                    help="the take's sidecar (.json) or its audio file (.wav, ...)")
     p.add_argument("-o", "--output", metavar="FILE.png",
                    help="where to write the PNG (default: <take>.png next to the sidecar)")
+    p.add_argument("--force", action="store_true", help="overwrite FILE.png if it exists")
     p.set_defaults(func=cmd_report)
     return p
 
 
+def take_files(sidecar_path, data: dict) -> list[Path]:
+    """Every file of a take: its sidecar, and its audio (master and stems, all parts)."""
+    base = Path(sidecar_path).parent
+    return [Path(sidecar_path)] + [base / f["path"] for f in data.get("files") or []
+                                   if isinstance(f, dict) and isinstance(f.get("path"), str)]
+
+
 def cmd_report(args) -> int:
-    """``livemix report TAKE [-o FILE.png]``: prints the PNG's path."""
+    """``livemix report TAKE [-o FILE.png] [--force]``: prints the PNG's path. The
+    default, <take>.png, is the take's own report: drawn again, it is replaced; any
+    other output follows engine.outputs' rule (a .png, never over a file of the take,
+    never over an existing file without --force)."""
+    from .outputs import check_output
     sidecar = find_sidecar(args.take)
-    print(write_report(sidecar, getattr(args, "output", None)))
+    out = getattr(args, "output", None)
+    if out is not None:
+        if Path(out).suffix.lower() != ".png":
+            raise LivemixError(f"{out}: a report is a PNG image: give a name ending in .png")
+        check_output(out, take_files(sidecar, load_sidecar(sidecar)),
+                     force=getattr(args, "force", False), what="a file of the take")
+    print(write_report(sidecar, out))
     return 0
 
 

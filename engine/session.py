@@ -27,7 +27,50 @@ from .params import MAX_GAIN_DB
 from .targets import PRESETS, Target, target as preset_target
 
 SAMPLERATES = (22050, 24000, 32000, 44100, 48000, 88200, 96000, 176400, 192000)
+MAX_DURATION_S = 24 * 3600.0   # the longest render, run, or offset into one, seconds
+MIN_LIVE_BLOCKSIZE = 16        # frames: 3,000 callbacks a second at 48 kHz
 MAX_BLOCKSIZE = 8192
+
+
+def session_sources(session) -> list:
+    """Every file the session reads: tracks' files and clips, the output's video."""
+    out = list(session.output.video)
+    for t in session.tracks:
+        out += ([t.file] if t.file else []) + [c.path for c in t.clips]
+    return out
+
+
+# --- the engine's limits: one check each, for session files, the command line and the API
+
+def samplerate_problem(v) -> str | None:
+    """Why ``v`` is not a session rate (Hz), or None."""
+    if isinstance(v, bool) or not isinstance(v, int) or v not in SAMPLERATES:
+        return (f"{v!r} Hz is not supported (use one of "
+                f"{', '.join(str(s) for s in SAMPLERATES)})")
+    return None
+
+
+def blocksize_problem(v, live: bool = False) -> str | None:
+    """Why ``v`` is not a block size (frames), or None. A live run needs at least
+    MIN_LIVE_BLOCKSIZE (a smaller block is more callbacks than any host keeps up with;
+    offline renders take any size)."""
+    lo = MIN_LIVE_BLOCKSIZE if live else 1
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= MAX_BLOCKSIZE:
+        return (f"{v!r} frames is not supported{' live' if live else ''} "
+                f"({lo} to {MAX_BLOCKSIZE})")
+    return None
+
+
+def seconds_problem(v, zero_ok: bool = False) -> str | None:
+    """Why ``v`` is not a length or time in seconds (more than 0, or 0 or more with
+    ``zero_ok``; at most MAX_DURATION_S), or None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+        return f"{v!r} is not a number of seconds"
+    if v < 0 or (v == 0 and not zero_ok):
+        return f"{v} s: must be {'0 or more' if zero_ok else 'more than 0'}"
+    if v > MAX_DURATION_S:
+        return f"{v} s is more than {MAX_DURATION_S / 3600:.0f} hours"
+    return None
 # Ducking ramps longer than this are surely a typo (ms).
 MAX_TIME_MS = 60_000.0
 
@@ -268,14 +311,11 @@ def parse_session(data: dict, path: Path, text: str = "", check_files: bool = Tr
     eng = data.get("engine", {})
     _check_keys(where, "engine", None, eng, _ENGINE)
     sr = _number(where, "engine", None, "samplerate", eng.get("samplerate", 48000), integer=True)
-    if sr not in SAMPLERATES:
-        raise where.error("engine", None, "samplerate",
-                          f"{sr} Hz is not supported (use one of "
-                          f"{', '.join(str(s) for s in SAMPLERATES)})")
+    if samplerate_problem(sr):
+        raise where.error("engine", None, "samplerate", samplerate_problem(sr))
     bs = _number(where, "engine", None, "blocksize", eng.get("blocksize", 128), integer=True)
-    if not 1 <= bs <= MAX_BLOCKSIZE:
-        raise where.error("engine", None, "blocksize",
-                          f"{bs} frames is not supported (1 to {MAX_BLOCKSIZE})")
+    if blocksize_problem(bs):
+        raise where.error("engine", None, "blocksize", blocksize_problem(bs))
     ch = _number(where, "engine", None, "channels", eng.get("channels", 2), integer=True)
     if ch not in (1, 2):
         raise where.error("engine", None, "channels", f"{ch} output channels: use 1 or 2")
@@ -355,7 +395,7 @@ def parse_session(data: dict, path: Path, text: str = "", check_files: bool = Tr
             solo=_bool(where, "tracks", i, "solo", t.get("solo", False)),
             loop=_bool(where, "tracks", i, "loop", t.get("loop", False)),
             offset_s=float(_number(where, "tracks", i, "offset_s", t.get("offset_s", 0.0),
-                                   lo=0.0)),
+                                   lo=0.0, hi=MAX_DURATION_S)),
             input=channels,
             stream=stream,
             clips=clips,
@@ -500,7 +540,7 @@ def _clips(where, i, raw, base: Path, check_files: bool) -> tuple[Clip, ...]:
         if at is None:
             raise where.error("tracks", i, "clips", f"{label}.at_s: missing (when the clip "
                               "starts, in seconds)")
-        if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at < 1e7:
+        if seconds_problem(at, zero_ok=True):
             raise where.error("tracks", i, "clips", f"{label}.at_s: {at!r} is not a time in "
                               "seconds (0 or more)")
         if out and at <= out[-1].at_s:

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LivemixError
+from .outputs import part_path
 from .sources.media import load_av, reason
 
 VIDEO_OUTPUTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm")
@@ -419,30 +420,17 @@ def mux(videos, mix, out_path, keep_native: bool = False, offset_frames: int = 0
                      native=nout is not None)
 
 
-def part_path(out_path: Path) -> Path:
-    """Where ``mux`` writes before the finished file is renamed into place."""
-    return out_path.with_name(f".{out_path.name}.part")
-
-
 def _format(ext: str) -> str:
     return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",
             ".webm": "webm"}[ext]
 
 
-def check_output(session, out_path) -> None:
+def check_video_output(session, out_path) -> None:
     """LivemixError unless ``out_path`` can be a render of ``session``: a video render
-    needs [output] video, and no render overwrites one of the session's sources."""
-    out = Path(out_path).resolve()
-    ext = out.suffix.lower()
-    if ext in VIDEO_OUTPUTS and not session.output.video:
+    needs [output] video (what else the output must not be: engine.outputs)."""
+    if Path(out_path).suffix.lower() in VIDEO_OUTPUTS and not session.output.video:
         raise LivemixError(f"{out_path}: a video render needs the picture: add [output] "
                            f"video = \"clip.mp4\" to {session.path.name}")
-    sources = list(session.output.video)
-    for t in session.tracks:
-        sources += ([t.file] if t.file else []) + [c.path for c in t.clips]
-    if any(Path(p).resolve() == out for p in sources):
-        raise LivemixError(f"{out_path}: is one of the session's sources; render to "
-                           "another file")
 
 
 def deliver_render(session, out_path, render_kwargs: dict) -> tuple:
@@ -490,11 +478,14 @@ def deliver_render(session, out_path, render_kwargs: dict) -> tuple:
 
 # --- takes -----------------------------------------------------------------------
 
-def deliver_take(sidecar_path, out_path=None) -> MuxResult:
-    """The video of a take of ``livemix run``: the take's master audio placed at its
-    session frame in the session's ``[output] video``."""
-    from .report import load_sidecar, master_paths
-    from .session import load_session
+def deliver_take(take, out_path=None, force: bool = False) -> MuxResult:
+    """The video of a take of ``livemix run`` (``take``: its sidecar or any of its
+    audio files): the take's master audio placed at its session frame in the session's
+    ``[output] video``. The output follows engine.outputs' rule."""
+    from .outputs import check_output
+    from .report import find_sidecar, load_sidecar, master_paths, take_files
+    from .session import load_session, session_sources
+    sidecar_path = find_sidecar(take)
     data = load_sidecar(sidecar_path)
     session_file = data.get("session")
     if not session_file:
@@ -506,6 +497,11 @@ def deliver_take(sidecar_path, out_path=None) -> MuxResult:
     ext = session.output.video[0].suffix.lower()
     out = Path(out_path) if out_path else Path(sidecar_path).with_suffix(
         ext if ext in VIDEO_OUTPUTS else ".mkv")
+    if out.suffix.lower() not in VIDEO_OUTPUTS:
+        raise VideoError(f"{out}: a video is {', '.join(VIDEO_OUTPUTS)}")
+    check_output(out, [*take_files(sidecar_path, data), session.path,
+                       *session_sources(session)], force=force,
+                 what="one of the take's or the session's files")
     try:
         return mux(session.output.video, mix, out, session.output.keep_native,
                    offset_frames=int(data.get("start_frame") or 0))
@@ -517,11 +513,12 @@ def add_video_parser(sub):
     """Add ``video`` to the CLI's subparsers: the job ``run`` starts after each take,
     by hand (a take recovered after a crash, or another output name)."""
     p = sub.add_parser("video", help="mux a take's audio into its session's [output] video")
-    p.add_argument("take", metavar="TAKE.json", help="the take's sidecar")
+    p.add_argument("take", metavar="TAKE", help="the take's sidecar (.json) or audio file")
     p.add_argument("-o", "--output", metavar="OUT.mp4",
                    help="default: <take>.mp4 (the extension of the session's video)")
-    p.set_defaults(func=lambda args: print(deliver_take(args.take, args.output).summary())
-                   or 0)
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    p.set_defaults(func=lambda args: print(deliver_take(args.take, args.output,
+                                                        args.force).summary()) or 0)
     return p
 
 

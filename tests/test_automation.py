@@ -66,7 +66,7 @@ def test_live_moves_are_logged_and_replay_bit_for_bit(maker, cli):
     np.testing.assert_array_equal(replay, take)
     # and without the automation the render differs (the moves mattered)
     cli("render", session.path, "-o", out, "--subtype", "FLOAT", "--duration",
-        str(len(take) / SR))
+        str(len(take) / SR), "--force")
     assert not np.array_equal(sf.read(out, dtype="float32")[0], take)
 
 
@@ -105,6 +105,6 @@ def test_takes_started_and_stopped_mid_run_replay_exactly(maker, cli):
         assert side["complete"] and side["start_frame"] > 0
         out = maker.root / "replay.wav"
         cli("render", session.path, "--automation", take[:-4] + ".json", "-o", out,
-            "--subtype", "FLOAT")
+            "--subtype", "FLOAT", "--force")
         np.testing.assert_array_equal(sf.read(out, dtype="float32")[0],
                                       sf.read(take, dtype="float32")[0])

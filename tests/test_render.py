@@ -9,7 +9,7 @@ SR = 48000
 
 def render(cli, maker, session, name="out.wav", *args):
     out = maker.root / name
-    p = cli("render", session, "-o", out, "--subtype", "FLOAT", *args)
+    p = cli("render", session, "-o", out, "--subtype", "FLOAT", "--force", *args)
     x, sr = sf.read(out, dtype="float64", always_2d=True)
     return x, sr, p
 

@@ -441,7 +441,7 @@ def test_video_render_guards(tmp_path, maker, cli):
     make_clip(tmp_path / "mute.mp4", None, seconds=1.0, size="160x120")
     s = maker.session([{"name": "amb", "video": "a.mp4"}], output={"video": "a.mp4"})
     before = (tmp_path / "a.mp4").read_bytes()
-    for out, words in ((tmp_path / "a.mp4", "is one of the session's sources"),
+    for out, words in ((tmp_path / "a.mp4", "is one of this render's inputs"),
                        (tmp_path / "x.webm", "WEBM cannot hold this video (h264)")):
         p = cli("render", s, "-o", out, check=False)
         assert p.returncode != 0 and words in p.stderr, p.stderr

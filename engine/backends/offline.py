@@ -13,12 +13,14 @@ import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from ..dsp.layout import C_LATENCY, C_OUTCH, K_CEIL, K_CMD_INVALID, K_CMD_LATE, K_NAN, S_EOF, S_UNDERRUNS
 from ..errors import LivemixError
+from ..outputs import atomic
 from ..params import lin_to_db
 from ..rt.block import run_blocks
 from ..rt.rings import command_push
@@ -39,6 +41,7 @@ class RenderResult:
     ceiling_samples: int            # samples the limiter reduced
     notices: list = field(default_factory=list)
     natural_frames: int | None = None   # the session's own length (None: it loops)
+    nbytes: int = 0                     # audio bytes written
 
     @property
     def duration_s(self) -> float:
@@ -49,8 +52,22 @@ class RenderResult:
         return self.duration_s / self.seconds if self.seconds > 0 else float("inf")
 
     def summary(self) -> str:
-        return (f"rendered {self.duration_s:.2f} s to {self.path}: peak {self.peak_dbfs:.2f} dBFS, "
-                f"{self.realtime_factor:.0f}x realtime")
+        return (f"rendered {self.duration_s:.2f} s ({_size(self.nbytes)}) to {self.path}: "
+                f"peak {self.peak_dbfs:.2f} dBFS, {self.realtime_factor:.0f}x realtime")
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.1f} MB"
+
+
+def _check_space(out_path, nbytes: int) -> None:
+    """A render that cannot fit on its disk is refused before it starts."""
+    import shutil
+    parent = Path(out_path).parent
+    free = shutil.disk_usage(parent if str(parent) else ".").free
+    if nbytes > free:
+        raise LivemixError(f"{out_path}: the render needs {_size(nbytes)} and "
+                           f"{parent or '.'} has {_size(free)} free")
 
 
 def default_duration_frames(sources) -> int:
@@ -101,23 +118,39 @@ class Progress:
             sys.stderr.flush()
 
 
-def open_output(path: str, samplerate: int, channels: int, subtype: str) -> sf.SoundFile:
-    """Open an output file for writing; LivemixError with a one-line reason if impossible."""
+_BYTES = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4}
+WAV_MAX_BYTES = 2**32 - 2**20      # a WAV's sizes are 32-bit (and the header counts too)
+
+
+def output_format(path, subtype: str, nbytes: int = 0) -> str:
+    """libsndfile's format for an output file named ``path``; a .wav that would pass
+    4 GiB (``nbytes`` of audio) is RF64 (the same file with 64-bit sizes, which any
+    reader of broadcast WAV opens). LivemixError naming the file if impossible."""
     if subtype not in SUBTYPES:
         raise LivemixError(f"--subtype {subtype}: use one of {', '.join(SUBTYPES)}")
-    ext = str(path).rsplit(".", 1)[-1].upper() if "." in str(path) else ""
-    formats = sf.available_formats()
+    ext = str(path).rsplit(".", 1)[-1].upper() if "." in Path(path).name else ""
     fmt = {"W64": "W64", "RF64": "RF64", "AIF": "AIFF"}.get(ext, ext)
-    if fmt not in formats:
+    if fmt not in sf.available_formats():
         raise LivemixError(f"{path}: unknown audio file type {ext or '(no extension)'!r} "
                            "(use .wav, .flac, .w64, .rf64, .aiff or .ogg)")
     if not sf.check_format(fmt, subtype):
         raise LivemixError(f"{path}: {fmt} cannot hold {subtype} samples")
+    if fmt == "WAV" and nbytes > WAV_MAX_BYTES:
+        return "RF64"
+    return fmt
+
+
+def open_output(path, samplerate: int, channels: int, subtype: str, fmt: str | None = None,
+                name=None) -> sf.SoundFile:
+    """Open an output file for writing (``name``: what to call it in messages, when
+    ``path`` is its temporary name); LivemixError with a one-line reason if impossible."""
+    name = name or path
+    fmt = fmt or output_format(name, subtype)
     try:
         return sf.SoundFile(str(path), "w", samplerate, channels, subtype, format=fmt)
     except Exception as e:
         reason = str(e).split("Error :")[-1].strip() or str(e)
-        raise LivemixError(f"{path}: cannot write ({reason})") from None
+        raise LivemixError(f"{name}: cannot write ({reason})") from None
 
 
 def render(session, out_path: str, duration_s: float | None = None, subtype: str = "PCM_24",
@@ -132,6 +165,7 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
     sink: instead of a file, an object whose ``write(frames)`` takes each chunk
     ((n, channels) float32, a view it must copy to keep) as it is rendered."""
     sr = session.engine.samplerate
+    notices_early = []
     blocksize = int(blocksize or session.engine.blocksize)
     if blocksize < 1:
         raise LivemixError(f"--blocksize {blocksize}: must be at least 1")
@@ -150,6 +184,16 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
             total = default_duration_frames(sources)
         outch = int(st.cfg[C_OUTCH])
         buf = np.zeros((chunk, outch), np.float32)
+        nbytes = (total - min(total, start_frame)) * outch * _BYTES.get(subtype, 4)
+        files = contextlib.ExitStack()
+        if sink is None:
+            fmt = output_format(out_path, subtype, nbytes)
+            if fmt == "RF64" and not str(out_path).lower().endswith(".rf64"):
+                notices_early.append(f"{out_path}: {nbytes / 2**30:.1f} GiB is past a WAV's "
+                                     "4 GiB: written as RF64 (a WAV with 64-bit sizes)")
+            _check_space(out_path, nbytes)
+            tmp = files.enter_context(atomic(out_path))
+            sink = files.enter_context(open_output(tmp, sr, outch, subtype, fmt, out_path))
         cmds = sorted(commands, key=lambda c: c[0])
         ci = 0
         bar = Progress(total / sr, progress)
@@ -157,8 +201,8 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
         # the master comes out `lat` frames late (the limiter's lookahead): render that
         # much further and drop as much at the start, so that the file is session time
         lat = int(st.cfg[C_LATENCY])
-        with (open_output(out_path, sr, outch, subtype) if sink is None
-              else contextlib.nullcontext(sink)) as out:
+        with files:
+            out = sink
             pos = 0
             while pos < total + lat:
                 n = min(chunk, total + lat - pos)
@@ -186,7 +230,7 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
         for s in sources:
             if s is not None:
                 s.close()
-    notices = [n for s in sources if s is not None for n in s.notices]
+    notices = notices_early + [n for s in sources if s is not None for n in s.notices]
     notices += [f"track {t.name!r} is a live input: silent in an offline render"
                 for t in session.tracks if t.input]
     for t, s in zip(session.tracks, st.src_pos):
@@ -198,6 +242,7 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
         notices.append(f"commands: {st.clock[K_CMD_INVALID]} invalid, "
                        f"{st.clock[K_CMD_LATE]} late")
     return RenderResult(path=str(out_path), frames=total - min(total, start_frame), samplerate=sr,
+                        nbytes=nbytes,
                         peak_dbfs=lin_to_db(float(st.peak_hold.max())), seconds=seconds,
                         ceiling_samples=int(st.clock[K_CEIL]), notices=notices,
                         natural_frames=natural_frames(sources))
