@@ -222,6 +222,18 @@ def test_true_peak_limiter_holds_inter_sample_peaks(ceiling):
         assert lim.reduced > 0
 
 
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_true_peak_limiter_latency_is_the_window_and_the_detector(rate):
+    """Latency = lookahead window - 1 + TP_HALF (115 samples at 48 kHz, 107 at
+    44.1 kHz); under the ceiling the output is the input delayed by exactly that."""
+    lim = CeilingLimiter(rate, 2, -1.0, true_peak=True, maxblock=100)
+    assert lim.latency == round(0.002 * rate) - 1 + TP_HALF
+    x = np.random.default_rng(4).standard_normal((rate // 4, 2)).astype(np.float32) * 0.05
+    y = np.vstack([lim.process(x), lim.flush()])
+    assert lim.reduced == 0
+    assert np.array_equal(y[lim.latency:], x) and not y[:lim.latency].any()
+
+
 def test_sample_peak_limiter_lets_inter_sample_peaks_through():
     # the contrast that makes true-peak mode worth having
     x = sine(3.0103, 2.0, freq=SR / 4, phase_deg=45.0, fade=True)
