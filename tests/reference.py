@@ -140,15 +140,15 @@ def true_peak_db(x, up=32, pad=4096):
     """Reference true peak, dBTP, of x (frames,) or (channels, frames), over channels.
 
     The band-limited reconstruction of the samples in float64: the FFT of the
-    signal with ``pad`` zeros either side (so the FFT's periodic extension adds
-    nothing), zero-padded to ``up`` times the rate and transformed back; the
-    largest |value|. Between its points 32x can miss a peak by at most
-    1 - cos(pi f / (32 fs)): 0.001 dB at 20 kHz and 44.1 kHz."""
+    signal with ``pad`` or more zeros either side (so the FFT's periodic
+    extension adds nothing), zero-padded to ``up`` times the rate and
+    transformed back; the largest |value|. Between its points 32x can miss
+    a peak by at most 1 - cos(pi f / (32 fs)): 0.001 dB at 20 kHz and 44.1 kHz."""
     x = np.atleast_2d(np.asarray(x, np.float64))
     best = 0.0
     for ch in x:
         y = np.concatenate([np.zeros(pad), ch, np.zeros(pad)])
-        n = len(y) + len(y) % 2
+        n = 1 << (len(y) - 1).bit_length()      # a power of two: a fast FFT, and even
         spec = np.fft.rfft(y, n)
         spec[-1] *= 0.5                      # the Nyquist bin stands for +fs/2 and -fs/2
         wide = np.zeros(n * up // 2 + 1, complex)
