@@ -81,6 +81,8 @@ def _tp_half_for(flat_db: float, pass_hz: float, rate: float) -> int:
 TP_HALF = _tp_half_for(TP_FLAT_DB, TP_PASS_HZ, TP_DESIGN_RATE)   # 20 input samples
 TP_TAPS = 2 * TP_HALF       # taps per phase (40)
 TP_TILE = 32                # positions per tile of the interpolation (and its skip test)
+TP_PAD = 8                  # the interpolation runs in whole vectors of 8 positions: it
+                            # reads up to 7 samples past the block (its results discarded)
 SUBRING = 512               # sub-blocks kept (300 make a short-term window)
 SUB_HZ = 100                # sub-blocks per second (10 ms)
 M_SUBS = 40                 # sub-blocks per momentary block (400 ms)
@@ -105,8 +107,8 @@ Meter = namedtuple(
         "sub",      # float64 (SUBRING,)      energy sums of the last sub-blocks
         "hist",     # float64 (HIST_BINS, 3)  [momentary blocks, their energy sum, short-term blocks]
         "tp_coef",  # float32 (factor - 1, TP_TAPS) polyphase interpolation filter
-        "tp_work",  # float32 (2, TP_TAPS + maxblock) history + the block being scanned
-        "tp_acc",   # float32 (factor, TP_TILE + 2) scratch: one tile's upsampled signal
+        "tp_work",  # float32 (2, TP_TAPS + maxblock + TP_PAD) history + the block being scanned
+        "tp_acc",   # float32 (factor, TP_TILE + TP_PAD) scratch: one tile's upsampled signal
         "tp_det",   # float32 (maxblock,)    per-sample true peak, over channels (delayed TP_HALF)
         "series",   # float64 (cap, 3)       [frame, momentary energy, short-term energy] per 100 ms
         "series_idx",  # int64 (2,)          [written, read]
@@ -226,8 +228,8 @@ def meter_shapes(rate: int, maxblock: int, series: int = 0) -> dict:
         "m_sub": ((SUBRING,), np.float64),
         "m_hist": ((HIST_BINS, 3), np.float64),
         "m_tp_coef": ((max(factor - 1, 1), TP_TAPS), np.float32),
-        "m_tp_work": ((2, TP_TAPS + maxblock), np.float32),
-        "m_tp_acc": ((factor, TP_TILE + 2), np.float32),
+        "m_tp_work": ((2, TP_TAPS + maxblock + TP_PAD), np.float32),
+        "m_tp_acc": ((factor, TP_TILE + TP_PAD), np.float32),
         "m_tp_det": ((maxblock,), np.float32),
         "m_series": ((max(series, 1), 3), np.float64),
         "m_series_idx": ((2,), np.int64),
@@ -350,7 +352,7 @@ def _tp_run(m, n, x, a, delay_out, floor):
 def _tp_tile(coef, w, ys, det, k0, nt, factor, cap, floor):
     """Raise det[k0:k0+nt] to the peaks of the upsampled signal over those intervals.
 
-    Interval k starts at the sample w[TP_HALF + k]. ys (factor, TP_TILE + 2)
+    Interval k starts at the sample w[TP_HALF + k]. ys (factor, TP_TILE + TP_PAD)
     holds the tile's grid, column i for interval k0 - 1 + i (the interval
     before the tile, and the sample after it, are the edge points'
     neighbours): row 0 the samples, row p the values p / factor of a sample
@@ -362,11 +364,10 @@ def _tp_tile(coef, w, ys, det, k0, nt, factor, cap, floor):
     s = ys[0]
     for i in range(nt + 2):
         s[_u(i)] = w[_u(TP_HALF - 1) + _u(k0) + _u(i)]
-    full = (nt + 1) // 8 * 8
     for p in range(1, factor):
         h = coef[p - 1]
         row = ys[p]
-        for i in range(0, full, 8):
+        for i in range(0, nt + 1, 8):       # whole vectors: up to 7 columns past nt, unused
             b0 = _u(k0) + _u(i)
             a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
             for t in range(TP_TAPS):
@@ -389,11 +390,6 @@ def _tp_tile(coef, w, ys, det, k0, nt, factor, cap, floor):
             row[c + _u(5)] = a5
             row[c + _u(6)] = a6
             row[c + _u(7)] = a7
-        for i in range(full, nt + 1):
-            acc = np.float32(0.0)
-            for t in range(TP_TAPS):
-                acc += h[_u(t)] * w[_u(k0) + _u(i) + _u(t)]
-            row[_u(i)] = acc
         for i in range(nt):
             k = _u(k0) + _u(i)
             det[k] = max(det[k], abs(row[_u(i) + _u(1)]))
