@@ -51,7 +51,7 @@ EngineState = namedtuple(
         # the master meter (the output after the limiter): a dsp.meters.Meter, field by field
         "m_cfg", "m_kw", "m_state", "m_sub", "m_hist", "m_tp_coef", "m_tp_work", "m_tp_acc",
         "m_tp_det", "m_series", "m_series_idx",
-        "lt_tp_work",   # float32 (2, TP_TAPS + MAXBLOCK) true-peak limiter: detector history
+        "lt_tp_work",   # float32 (2, TP_TAPS + MAXBLOCK + TP_PAD) true-peak limiter history
         "track_tp",     # float64 (T,)              each file track's source true peak (linear)
         "snap",         # float64 (N_SNAP,)         published snapshot: master (seqlock in SN_SEQ)
         "snap_track",   # float64 (T, N_SNT)        published snapshot: tracks

@@ -18,10 +18,16 @@ the whole history as a histogram, so memory is fixed however long it runs:
   computed from the histograms at any time (``integrated_lufs``, ``lra_lu``),
   exact but for blocks within 0.01 LU of the relative gate;
 - true peak (BS.1770-4 Annex 2): the signal upsampled by ``tp_factor(rate)``
-  (4x at 48 kHz, more at lower rates) with a windowed-sinc polyphase filter
-  of 16 taps per phase; the meter reports the largest |value| of the
-  upsampled signal. The interpolation needs 8 samples after the point it
-  measures, so the per-sample detector (``tp_scan``) runs 8 samples behind.
+  (4x at 48 kHz, 5x at 44.1 kHz) with a Kaiser-windowed-sinc polyphase
+  filter of ``TP_TAPS`` (40) taps per phase, flat within ``TP_FLAT_DB``
+  (0.02 dB) up to 20 kHz at every phase (``tp_filter`` says how the length
+  follows from that); then, at each local extremum of the upsampled signal,
+  the vertex of the parabola through it and its two neighbours, because the
+  grid's maximum alone reads a 20 kHz peak that falls midway between its
+  points 0.47 dB low at 4x (``_peak3``). Within 0.1 dB of a 32x
+  reconstruction for tones and bursts up to 20 kHz at 44.1 and 48 kHz. The
+  interpolation needs ``TP_HALF`` (20) samples after the point it measures,
+  so the per-sample detector (``tp_scan``) runs TP_HALF samples behind.
 
 Energies are mean squares summed over channels (weight 1.0 for L and R);
 loudness = -0.691 + 10 log10(energy) LUFS.
@@ -34,10 +40,49 @@ import numpy as np
 from .jit import rt_kernel
 from .vec import _u, copy, peak
 
-TP_HALF = 8                 # interpolation filter half-length, input samples
-TP_TAPS = 2 * TP_HALF       # taps per phase
-TP_BETA = 8.0               # Kaiser window shape
+TP_PASS_HZ = 20000.0        # true peak: the interpolator is flat up to here ...
+TP_FLAT_DB = 0.02           # ... within this, at every phase (its share of the 0.1 dB budget)
+TP_DESIGN_RATE = 44100      # the rate with the narrowest transition band the length is for
+TP_MAX_ATTEN_DB = 120.0     # attenuation asked of the filter at most (float32 taps: -144 dB)
+
+
+def _kaiser_attenuation(half: int, width: float) -> float:
+    """Stopband attenuation (dB) of a Kaiser-windowed sinc with 2 * half taps per
+    phase across a transition band ``width`` (a fraction of the input rate) wide.
+
+    Kaiser's estimate N - 1 = (A - 7.95) / (2.285 dw) for the prototype at the
+    upsampled rate: N - 1 = 2 * factor * half taps, dw = 2 pi width / factor, so
+    the factor cancels."""
+    return 7.95 + 2.285 * 4.0 * math.pi * half * width
+
+
+def _kaiser_beta(atten_db: float) -> float:
+    """Kaiser's window shape for a stopband attenuation (dB)."""
+    if atten_db > 50.0:
+        return 0.1102 * (atten_db - 8.7)
+    if atten_db >= 21.0:
+        return 0.5842 * (atten_db - 21.0) ** 0.4 + 0.07886 * (atten_db - 21.0)
+    return 0.0
+
+
+def _tp_half_for(flat_db: float, pass_hz: float, rate: float) -> int:
+    """Half-length (input samples) for a filter flat within ``flat_db`` up to pass_hz.
+
+    A phase's error at f is the passband ripple at f plus the leak of the image
+    at rate - f, as deep in the stopband as f is in the passband: 2 delta at most,
+    with delta = -A dB the ripple the Kaiser window spreads evenly. The
+    transition band runs from pass_hz to rate - pass_hz."""
+    delta = (10.0 ** (flat_db / 20.0) - 1.0) / 2.0
+    width = 1.0 - 2.0 * pass_hz / rate
+    need = -20.0 * math.log10(delta)
+    return math.ceil((need - 7.95) / (2.285 * 4.0 * math.pi * width))
+
+
+TP_HALF = _tp_half_for(TP_FLAT_DB, TP_PASS_HZ, TP_DESIGN_RATE)   # 20 input samples
+TP_TAPS = 2 * TP_HALF       # taps per phase (40)
 TP_TILE = 32                # positions per tile of the interpolation (and its skip test)
+TP_PAD = 8                  # the interpolation runs in whole vectors of 8 positions: it
+                            # reads up to 7 samples past the block (its results discarded)
 SUBRING = 512               # sub-blocks kept (300 make a short-term window)
 SUB_HZ = 100                # sub-blocks per second (10 ms)
 M_SUBS = 40                 # sub-blocks per momentary block (400 ms)
@@ -62,8 +107,8 @@ Meter = namedtuple(
         "sub",      # float64 (SUBRING,)      energy sums of the last sub-blocks
         "hist",     # float64 (HIST_BINS, 3)  [momentary blocks, their energy sum, short-term blocks]
         "tp_coef",  # float32 (factor - 1, TP_TAPS) polyphase interpolation filter
-        "tp_work",  # float32 (2, TP_TAPS + maxblock) history + the block being scanned
-        "tp_acc",   # float32 (maxblock,)    scratch
+        "tp_work",  # float32 (2, TP_TAPS + maxblock + TP_PAD) history + the block being scanned
+        "tp_acc",   # float32 (factor, TP_TILE + TP_PAD) scratch: one tile's upsampled signal
         "tp_det",   # float32 (maxblock,)    per-sample true peak, over channels (delayed TP_HALF)
         "series",   # float64 (cap, 3)       [frame, momentary energy, short-term energy] per 100 ms
         "series_idx",  # int64 (2,)          [written, read]
@@ -93,8 +138,9 @@ MS_S_N = 20
 MS_TP = 21          # true peak since the start, over channels (linear)
 MS_SP = 22          # sample peak since the start, over channels (linear)
 MS_TP_PREV = 23     # sample peak of the previous block (the history's bound)
-MS_TP_GAIN = 24     # largest sum of |taps| of a phase: true peak <= sample peak x this
-N_MSTATE = 25
+MS_TP_GAIN = 24     # true peak <= sample peak x this (``tp_gain``)
+MS_TP_CAP = 25      # the peak estimate between grid points is at most this x the point
+N_MSTATE = 26
 
 
 # --- coefficients (control side) ------------------------------------------------
@@ -125,17 +171,46 @@ def tp_factor(rate: float) -> int:
     return max(1, math.ceil(192000.0 / rate - 1e-9))
 
 
-def tp_filter(factor: int) -> np.ndarray:
-    """Polyphase interpolation filter (factor - 1, TP_TAPS) float32.
+def tp_pass_hz(rate: float) -> float:
+    """Where the interpolator's flat band ends: 20 kHz, or at rates under 44.1 kHz
+    the same fraction of the rate (the band the length was derived for)."""
+    return min(TP_PASS_HZ, rate * TP_PASS_HZ / TP_DESIGN_RATE)
+
+
+def tp_beta(rate: float) -> float:
+    """Kaiser window shape at ``rate``: the attenuation TP_TAPS taps reach across this
+    rate's transition band (tp_pass_hz .. rate - tp_pass_hz), at most TP_MAX_ATTEN_DB.
+
+    61 dB (beta 5.8) at 44.1 kHz, where the length was derived; 104 dB
+    (beta 10.5) at 48 kHz, whose transition band is twice as wide."""
+    width = 1.0 - 2.0 * tp_pass_hz(rate) / rate
+    return _kaiser_beta(min(TP_MAX_ATTEN_DB, _kaiser_attenuation(TP_HALF, width)))
+
+
+def tp_filter(rate: float) -> np.ndarray:
+    """Polyphase interpolation filter for ``rate``: (factor - 1, TP_TAPS) float32.
 
     Phase p (1 .. factor-1) gives the value p/factor of a sample after x[j]
     from x[j-TP_HALF+1 .. j+TP_HALF]: a Kaiser-windowed sinc whose cutoff is
     the input's Nyquist frequency. Phase 0 (the samples themselves) needs no
-    filter."""
+    filter.
+
+    The requirement: every phase within TP_FLAT_DB (0.02 dB, complex error
+    against the ideal fractional delay) of flat up to 20 kHz at 44.1 and
+    48 kHz. Images of a 20 kHz tone start at rate - 20 kHz, so the transition
+    band is 20 .. 24.1 kHz at 44.1 kHz (9.3 % of the rate, the narrowest),
+    centred on the Nyquist frequency: the cutoff stays there. A phase's error
+    is at most twice the Kaiser ripple delta (passband ripple plus the image's
+    leak), so delta = (10^(0.02/20) - 1) / 2 = 0.00115, A = 58.8 dB, and
+    Kaiser's length estimate over that band gives TP_HALF = ceil(19.04) = 20
+    (``_tp_half_for``); beta follows from the attenuation the 40 taps reach
+    at each rate (``tp_beta``). Measured: 0.017 dB at 44.1 kHz, under 0.001 dB
+    at 48 kHz (tests/test_meters.py)."""
+    factor = tp_factor(rate)
     coef = np.zeros((max(factor - 1, 1), TP_TAPS), np.float32)
     half = factor * TP_HALF
     t = np.arange(-half, half + 1, dtype=np.float64)
-    h = np.sinc(t / factor) * np.kaiser(2 * half + 1, TP_BETA)
+    h = np.sinc(t / factor) * np.kaiser(2 * half + 1, tp_beta(rate))
     for p in range(1, factor):
         taps = np.array([h[half + factor * (TP_HALF - 1 - k) + p] for k in range(TP_TAPS)])
         coef[p - 1] = taps / taps.sum()        # unity gain at DC for every phase
@@ -153,8 +228,8 @@ def meter_shapes(rate: int, maxblock: int, series: int = 0) -> dict:
         "m_sub": ((SUBRING,), np.float64),
         "m_hist": ((HIST_BINS, 3), np.float64),
         "m_tp_coef": ((max(factor - 1, 1), TP_TAPS), np.float32),
-        "m_tp_work": ((2, TP_TAPS + maxblock), np.float32),
-        "m_tp_acc": ((maxblock,), np.float32),
+        "m_tp_work": ((2, TP_TAPS + maxblock + TP_PAD), np.float32),
+        "m_tp_acc": ((factor, TP_TILE + TP_PAD), np.float32),
         "m_tp_det": ((maxblock,), np.float32),
         "m_series": ((max(series, 1), 3), np.float64),
         "m_series_idx": ((2,), np.int64),
@@ -168,14 +243,29 @@ def init_meter(m: Meter, rate: int, channels: int, series: int = 0) -> None:
     m.cfg[MC_NCH] = channels
     m.cfg[MC_TPF] = factor
     m.kw[:] = kweighting(rate)
-    m.tp_coef[:] = tp_filter(factor)
-    m.state[MS_TP_GAIN] = tp_gain(m.tp_coef)
+    m.tp_coef[:] = tp_filter(rate)
+    m.state[MS_TP_CAP] = tp_cap(factor)
+    m.state[MS_TP_GAIN] = tp_gain(m.tp_coef, factor)
     m.series_idx[0] = 0 if series > 0 else -1      # -1: no log
 
 
-def tp_gain(coef: np.ndarray) -> float:
-    """Largest sum of |taps| of a phase: a block's true peak <= its sample peak x this."""
-    return max(1.0, float(np.abs(coef.astype(np.float64)).sum(axis=1).max()))
+def tp_cap(factor: int) -> float:
+    """The most the peak estimate between grid points (``_peak3``) may add, as a
+    factor of the grid point it starts from.
+
+    A tone at the input's Nyquist frequency peaking midway between points of
+    the factor-x grid exceeds them by 1 / cos(pi / (2 factor)) (1.08 at 4x),
+    the most a tone can; the parabola itself never adds more than a quarter
+    of its largest point. 1 (no estimate) without oversampling."""
+    if factor < 2:
+        return 1.0
+    return min(1.25, 1.0 / math.cos(math.pi / (2 * factor)))
+
+
+def tp_gain(coef: np.ndarray, factor: int) -> float:
+    """A block's true peak <= its sample peak x this: the largest sum of |taps| of
+    a phase (at least 1, the samples themselves) x ``tp_cap``."""
+    return max(1.0, float(np.abs(coef.astype(np.float64)).sum(axis=1).max())) * tp_cap(factor)
 
 
 def new_meter(rate: int, channels: int, maxblock: int, series: int = 0) -> Meter:
@@ -194,12 +284,15 @@ def new_meter(rate: int, channels: int, maxblock: int, series: int = 0) -> Meter
 def tp_scan(m, x, a, b, floor=-1.0):
     """Per-sample true peak of x[:, a:b] (channels x frames float32) into m.tp_det[0:b-a].
 
-    tp_det[k] is the largest |value| of the upsampled signal over the
-    interval [j, j+1) with j the sample TP_HALF before a+k, over channels
-    (the sample itself included). Where that cannot exceed ``floor`` (linear;
-    the samples around it times the filter's gain bound stay under it) the
-    interpolation is skipped and tp_det[k] is |x[j]|: exact above ``floor``,
-    a lower bound below it. b - a <= maxblock. Returns max(tp_det[0:n])."""
+    tp_det[k] is the true peak over the interval [j, j+1) with j the sample
+    TP_HALF before a+k, over channels: the largest |value| of the upsampled
+    signal there (the sample itself included), or where one of its points is
+    a local extremum, its parabola's vertex (``_peak3``; a vertex near x[j]
+    may lie up to half a grid step before it). Where that cannot exceed
+    ``floor`` (linear; the samples around it times the gain bound
+    ``tp_gain`` stay under it) the interpolation is skipped and tp_det[k] is
+    |x[j]|: exact above ``floor``, a lower bound below it. b - a <= maxblock.
+    Returns max(tp_det[0:n])."""
     return _tp_load_run(m, x, a, b, False, floor)
 
 
@@ -229,7 +322,7 @@ def _tp_run(m, n, x, a, delay_out, floor):
     nch = m.cfg[MC_NCH]
     factor = m.cfg[MC_TPF]
     gain = m.state[MS_TP_GAIN]
-    acc = m.tp_acc
+    cap = np.float32(m.state[MS_TP_CAP])
     det = m.tp_det
     for k in range(n):
         det[k] = np.float32(0.0)
@@ -239,24 +332,12 @@ def _tp_run(m, n, x, a, delay_out, floor):
             det[k] = max(det[k], abs(w[TP_HALF + k]))
         # tiles of TP_TILE positions; a tile whose support (the samples its
         # interpolation reads) times the gain bound stays under floor is skipped
-        for k0 in range(0, n, TP_TILE):
-            k1 = min(n, k0 + TP_TILE)
-            if peak(w, k0 + 1, k1 + TP_TAPS) * gain <= floor:
-                continue
-            for p in range(factor - 1):
-                h = m.tp_coef[p]
-                h0 = h[0]
-                for k in range(k1 - k0):
-                    i = _u(k0) + _u(k)
-                    acc[i] = h0 * w[i + _u(1)]
-                for t in range(1, TP_TAPS):
-                    ht = h[t]
-                    for k in range(k1 - k0):
-                        i = _u(k0) + _u(k)
-                        acc[i] += ht * w[i + _u(1 + t)]
-                for k in range(k1 - k0):
-                    i = _u(k0) + _u(k)
-                    det[i] = max(det[i], abs(acc[i]))
+        if factor > 1:
+            for k0 in range(0, n, TP_TILE):
+                k1 = min(n, k0 + TP_TILE)
+                if peak(w, k0, k1 + TP_TAPS) * gain <= floor:
+                    continue
+                _tp_tile(m.tp_coef, w, m.tp_acc, det, k0, k1 - k0, factor, cap, floor)
         if delay_out:
             copy(x[c], a, w, TP_HALF, n)
         for k in range(TP_TAPS):
@@ -265,6 +346,94 @@ def _tp_run(m, n, x, a, delay_out, floor):
     for k in range(n):
         top = max(top, det[k])
     return float(top)
+
+
+@rt_kernel(fastmath=True, error_model="numpy")
+def _tp_tile(coef, w, ys, det, k0, nt, factor, cap, floor):
+    """Raise det[k0:k0+nt] to the peaks of the upsampled signal over those intervals.
+
+    Interval k starts at the sample w[TP_HALF + k]. ys (factor, TP_TILE + TP_PAD)
+    holds the tile's grid, column i for interval k0 - 1 + i (the interval
+    before the tile, and the sample after it, are the edge points'
+    neighbours): row 0 the samples, row p the values p / factor of a sample
+    after them, computed eight columns at a time in eight accumulators
+    (which LLVM packs into one vector). Where a point of the grid times
+    ``cap`` can exceed ``floor``, every point then goes through ``_peak3``
+    with its two neighbours. (numpy's error model: no zero check on the
+    division in _peak3, whose divisor is > 0, so that loop vectorises.)"""
+    s = ys[0]
+    for i in range(nt + 2):
+        s[_u(i)] = w[_u(TP_HALF - 1) + _u(k0) + _u(i)]
+    for p in range(1, factor):
+        h = coef[p - 1]
+        row = ys[p]
+        for i in range(0, nt + 1, 8):       # whole vectors: up to 7 columns past nt, unused
+            b0 = _u(k0) + _u(i)
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
+            for t in range(TP_TAPS):
+                ht = h[_u(t)]
+                b = b0 + _u(t)
+                a0 += ht * w[b]
+                a1 += ht * w[b + _u(1)]
+                a2 += ht * w[b + _u(2)]
+                a3 += ht * w[b + _u(3)]
+                a4 += ht * w[b + _u(4)]
+                a5 += ht * w[b + _u(5)]
+                a6 += ht * w[b + _u(6)]
+                a7 += ht * w[b + _u(7)]
+            c = _u(i)
+            row[c] = a0
+            row[c + _u(1)] = a1
+            row[c + _u(2)] = a2
+            row[c + _u(3)] = a3
+            row[c + _u(4)] = a4
+            row[c + _u(5)] = a5
+            row[c + _u(6)] = a6
+            row[c + _u(7)] = a7
+        for i in range(nt):
+            k = _u(k0) + _u(i)
+            det[k] = max(det[k], abs(row[_u(i) + _u(1)]))
+    if peak(det, k0, k0 + nt) * cap <= floor:
+        return                          # no estimate between the points can exceed floor
+    for p in range(factor):
+        mid = ys[p]
+        if p == 0:                      # before a sample: the previous interval's last phase
+            lo = ys[factor - 1]
+            lo0 = 0
+        else:
+            lo = ys[p - 1]
+            lo0 = 1
+        if p == factor - 1:             # after the last phase: the next sample
+            hi = ys[0]
+            hi0 = 2
+        else:
+            hi = ys[p + 1]
+            hi0 = 1
+        for i in range(nt):
+            v = _peak3(lo[_u(lo0) + _u(i)], mid[_u(1) + _u(i)], hi[_u(hi0) + _u(i)], cap)
+            k = _u(k0) + _u(i)
+            det[k] = max(det[k], v)
+
+
+@rt_kernel(inline="always", fastmath=True, error_model="numpy")
+def _peak3(ym, y0, yp, cap):
+    """|y0|, or where y0 is a local extremum of the grid (ym, y0, yp), the vertex of
+    the parabola through the three, at most cap x |y0|.
+
+    With u, v >= 0 how far y0 stands out from each neighbour, the vertex is
+    |y0| + (u - v)^2 / (8 (u + v)). For a tone the parabola reads low by at
+    most 0.036 dB at 20 kHz on a 4x grid (0.021 dB at 5x), against 0.47 dB
+    (0.36 dB) for the grid's maximum alone; it never reads a tone high.
+    Branch-free (selects), so the loop calling it vectorises; the 1e-30 keeps
+    the divisor > 0 where u = v = 0 (and the increment is then 0)."""
+    a0 = abs(y0)
+    sg = np.float32(1.0) if y0 >= np.float32(0.0) else np.float32(-1.0)
+    u = (y0 - ym) * sg
+    v = (y0 - yp) * sg
+    e = u - v
+    inc = e * e / (np.float32(8.0) * abs(u + v) + np.float32(1e-30))
+    inc = inc if min(u, v) >= np.float32(0.0) else np.float32(0.0)
+    return min(a0 + inc, cap * a0)
 
 
 @rt_kernel
@@ -409,7 +578,7 @@ def meter_feed(m, x, a, b):
     st[MS_SP] = max(st[MS_SP], pk)
     done = a
     while done < b:
-        n = min(b - done, m.tp_acc.shape[0])
+        n = min(b - done, m.tp_det.shape[0])
         tp_max(m, x, done, done + n)
         done += n
 

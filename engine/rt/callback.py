@@ -57,7 +57,7 @@ def unpack(addr, shp):
         # the master meter
         _a1(addr, shp, 31, i8), _a2(addr, shp, 32, f8), _a1(addr, shp, 33, f8),
         _a1(addr, shp, 34, f8), _a2(addr, shp, 35, f8), _a2(addr, shp, 36, f4),
-        _a2(addr, shp, 37, f4), _a1(addr, shp, 38, f4), _a1(addr, shp, 39, f4),
+        _a2(addr, shp, 37, f4), _a2(addr, shp, 38, f4), _a1(addr, shp, 39, f4),
         _a2(addr, shp, 40, f8), _a1(addr, shp, 41, i8),
         # true-peak histories, snapshot, events
         _a2(addr, shp, 42, f4), _a1(addr, shp, 43, f8),

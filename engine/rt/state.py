@@ -18,7 +18,7 @@ from ..dsp.layout import (C_PUBLISH, K_NEXT_PUB, M_DETECT, M_TRUE_PEAK, N_SNAP, 
                           M_GAIN_DB, M_RAMP, M_RELEASE, N_CFG, N_CLOCK, N_LIM, N_LIMI, N_MASTER,
                           N_RCFG, N_RSTATE, N_SPOS, N_TCTL, R_GAIN, R_PAN_L, R_PAN_R, S_EOF,
                           T_GAIN_DB, T_MUTE, T_PAN, T_SOLO, EngineState)
-from ..dsp.meters import TP_TAPS, Meter, init_meter, meter_shapes
+from ..dsp.meters import TP_PAD, TP_TAPS, Meter, init_meter, meter_shapes
 from ..dsp.smoothing import ramp_jump
 from ..dsp.limiter import TP_MARGIN_DB
 from ..params import db_to_lin, pan_gains
@@ -98,7 +98,7 @@ def allocate(session, maxblock: int | None = None, ring_frames: int | None = Non
         "auto_ring": ((AUTOMATION_CAPACITY, 4), np.float64),
         "auto_idx": ((3,), np.int64),
         **meter_shapes(sr, maxblock),
-        "lt_tp_work": ((2, TP_TAPS + maxblock), np.float32),
+        "lt_tp_work": ((2, TP_TAPS + maxblock + TP_PAD), np.float32),
         "track_tp": ((ntracks,), np.float64),
         "snap": ((N_SNAP,), np.float64),
         "snap_track": ((ntracks, N_SNT), np.float64),
