@@ -5,25 +5,32 @@ and a non-zero exit; never a traceback.
 """
 from __future__ import annotations
 
+import signal
+import sys
+
+if __name__ == "__main__":     # Ctrl-C while Python is still importing: one line, no traceback
+    signal.signal(signal.SIGINT, lambda *_: (print("livemix: interrupted", file=sys.stderr),
+                                             sys.exit(130)))
+
 import argparse
 import math
-import sys
+import threading
 from pathlib import Path
 
-from .session import blocksize_problem, samplerate_problem, seconds_problem, session_sources
 
 from .errors import LivemixError
 
 
-def _checked(problem, parse):
-    """An argparse type: ``parse`` the text, then ``problem`` (engine.session's check,
-    the one sessions and the Python API use) must have nothing to say."""
+def _checked(problem: str, parse, **kw):
+    """An argparse type: ``parse`` the text, then engine.session's ``problem`` check (the
+    one session files and the Python API use) must have nothing to say."""
     def convert(text: str):
+        from . import session
         try:
             v = parse(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        why = problem(v)
+        why = getattr(session, problem)(v, **kw)
         if why:
             raise argparse.ArgumentTypeError(why)
         return v
@@ -40,10 +47,10 @@ def _positive_float(text: str) -> float:
     return v
 
 
-_seconds = _checked(seconds_problem, float)
-_samplerate = _checked(samplerate_problem, int)
-_blocksize = _checked(blocksize_problem, int)
-_live_blocksize = _checked(lambda v: blocksize_problem(v, live=True), int)
+_seconds = _checked("seconds_problem", float)
+_samplerate = _checked("samplerate_problem", int)
+_blocksize = _checked("blocksize_problem", int)
+_live_blocksize = _checked("blocksize_problem", int, live=True)
 
 
 def cmd_render(args) -> int:
@@ -61,6 +68,7 @@ def cmd_render(args) -> int:
         if duration is None and take.get("frames"):      # replay the take's length
             duration = take["frames"] / take["samplerate"]
     from .outputs import check_output
+    from .session import session_sources
     from .video import VIDEO_OUTPUTS, check_video_output, deliver_render
     check_video_output(session, args.output)
     check_output(args.output, [session.path, args.automation, *session_sources(session)],
@@ -104,8 +112,18 @@ def run_live(session, args, say=print) -> int:
                         client_name=args.client_name, record=args.record,
                         takes_dir=args.takes_dir, say=say)
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+    started = threading.Event()
+
+    signalled = threading.Event()
+
+    def on_signal(signum, frame):
+        first = not signalled.is_set()
+        signalled.set()
+        stop.set()
+        if first and not started.is_set():
+            raise KeyboardInterrupt     # Ctrl-C while starting: abandon the start now
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     surface = None
     stats = None
     summary = None
@@ -114,15 +132,23 @@ def run_live(session, args, say=print) -> int:
             from .ui import StatsJson
             stats = StatsJson(args.stats_json)       # a bad path fails before the audio
         engine.start()
+        if signalled.is_set():          # it came where it could not interrupt the start
+            raise KeyboardInterrupt
+        started.set()
         surface = _open_controller(session, args, engine, say)
         _watch(engine, surface, args, stop, stats, say)
+    except BaseException:
+        if not started.is_set():        # a start cut short: nobody's take
+            engine.abort()
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if surface is not None:
             surface.stop()
         if engine.backend is not None:
-            summary = engine.stop()
+            # stopped by a signal: the take report and video finish in the background
+            summary = engine.stop(wait_jobs=not signalled.is_set())
         if stats is not None:
             stats.close()
     if summary is None:
@@ -555,8 +581,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)   # Ctrl-C: KeyboardInterrupt
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except LivemixError as e:
         print(f"livemix: error: {e}", file=sys.stderr)

@@ -175,20 +175,22 @@ class LiveEngine:
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
-        """Allocate, warm up, start readers, recorder and audio. On failure everything
-        started so far is torn down (an empty take is removed) and the error raised."""
+        """Allocate, warm up, start readers, recorder and audio. On failure, Ctrl-C
+        included, everything started so far is torn down, the take it began is
+        removed (it is nobody's take), and the error raised."""
         try:
             self._start()
         except BaseException:
-            self._teardown()
+            self._teardown(discard_take=True)
             raise
 
-    def _teardown(self) -> None:
+    def _teardown(self, discard_take: bool = False) -> None:
         if self.backend is not None:
             self.backend.stop()
+            self.backend = None
         if self.recorder is not None:
             result = self.recorder.stop()
-            if result.frames == 0:
+            if result.frames == 0 or discard_take:
                 for path in list(result.paths) + [getattr(result, "sidecar", None)]:
                     if path:
                         Path(path).unlink(missing_ok=True)
@@ -562,8 +564,10 @@ class LiveEngine:
         """After a take, in a child process (matplotlib and FFmpeg stay out of this one):
         "report" draws <take>.png, "video" muxes the take into [output] video."""
         import subprocess
+        # its own session: a Ctrl-C that stops the run does not cut the job short
         proc = subprocess.Popen([sys.executable, "-m", f"engine.{kind}", str(sidecar)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
         self._jobs.append((kind, proc, sidecar))
 
     def _wait_jobs(self) -> None:
@@ -623,8 +627,16 @@ class LiveEngine:
             self._take_q.put("stop")
             worker.join()
 
-    def stop(self) -> Summary:
+    def abort(self) -> None:
+        """Stop everything at once and remove the take begun (a start cut short by
+        Ctrl-C: nobody's take). Control thread."""
+        self._stop_take_jobs()
+        self._teardown(discard_take=True)
+
+    def stop(self, wait_jobs: bool = True) -> Summary:
         """Finish the take, stop audio, return the summary. Control thread.
+        wait_jobs: wait for the take's report and video (False: they finish in the
+        background, and the summary says where they will be).
 
         The take finishes while the audio still runs, so that it gets the frames
         still in the limiter's delay (the master's latency) after the stop."""
@@ -643,7 +655,16 @@ class LiveEngine:
         self._stop_readers.set()
         if self._reader is not None:
             self._reader.join(timeout=2.0)
-        self._wait_jobs()
+        if wait_jobs:
+            self._wait_jobs()
+        else:
+            for kind, _, sidecar in self._jobs:
+                if kind == "report":
+                    self.reports.append(f"{Path(sidecar).with_suffix('.png')} (being drawn "
+                                        "in the background)")
+                else:
+                    self.videos.append(f"{Path(sidecar).stem}: being made in the background")
+            self._jobs = []
         summary = self._summary(take, reason)
         self.backend = None
         self.recorder = None

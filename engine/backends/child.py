@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from ..dsp.layout import ST_CALLBACKS, ST_FREEWHEEL, ST_LAST_NOW
 from ..errors import LivemixError
+from ..procs import start_child
 from .portaudio import NoOutputDevice
 
 STALL_S = 0.4            # no callback for this long: the device is gone
@@ -129,7 +130,7 @@ class AudioChild:
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(target=_child_main, args=(self.layout, self.opts, child),
                                  name="livemix-audio", daemon=True)
-        proc.start()
+        start_child(proc)
         child.close()
         return proc, parent
 

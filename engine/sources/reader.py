@@ -23,6 +23,7 @@ import signal
 import threading
 
 from ..errors import LivemixError
+from ..procs import start_child
 
 PERIOD_S = 0.02
 START_TIMEOUT_S = 600.0     # opening every source (clips measured for match_loudness)
@@ -101,9 +102,9 @@ class ReaderProcess:
         self._proc = self._ctx.Process(target=_reader_main, args=(self.layout, self.session,
                                                                   child),
                                        name="livemix-readers", daemon=True)
-        self._proc.start()
-        child.close()
         self._conn = parent
+        start_child(self._proc)
+        child.close()
         waited = 0.0
         while not parent.poll(1.0):
             waited += 1.0
@@ -145,15 +146,17 @@ class ReaderProcess:
             self.on_event(kind, detail)
 
     def stop(self) -> None:
-        """Stop the readers (they close their files). Control thread."""
+        """Stop the readers (they close their files). A start cut short (Ctrl-C while
+        they open the sources) is not waited for: they are killed. Control thread."""
         self._stop.set()
         if self._proc is None:
             return
-        try:
-            self._conn.send("stop")
-        except (OSError, BrokenPipeError):
-            pass
-        self._proc.join(timeout=3.0)
+        if self._watch is not None:            # running: ask them to close their files
+            try:
+                self._conn.send("stop")
+            except (OSError, BrokenPipeError):
+                pass
+            self._proc.join(timeout=3.0)
         if self._proc.is_alive():
             os.kill(self._proc.pid, signal.SIGKILL)
             self._proc.join(timeout=1.0)

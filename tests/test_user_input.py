@@ -1,0 +1,222 @@
+"""Nothing a user types can destroy a file, hang a command or bend the engine.
+
+Every command that writes follows one rule (engine.outputs): no overwrite without
+--force, never over an input (by path, symlink or hard link), a temporary name
+renamed when complete. Bounds are one validator for files, flags and the API.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from clips import make_clip, need_ffmpeg, noise
+from conftest import ROOT, small_tmpfs
+from reference import sine
+
+from engine.errors import LivemixError
+from engine.session import load_session
+
+SR = 48000
+
+
+def one_track(maker, seconds=1.0, **extra):
+    maker.audio("a.wav", sine(440, seconds, SR, amp=0.2))
+    return maker.session([{"name": "a", "file": "a.wav"}], **extra)
+
+
+def one_line_error(p, *words):
+    assert p.returncode != 0, p.stdout
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in p.stderr, p.stderr
+    for w in words:
+        assert w in err[0], (w, err[0])
+
+
+# --- render: the rule -------------------------------------------------------------------
+
+def test_render_never_overwrites_without_force_and_never_an_input(maker, cli, tmp_path):
+    s = one_track(maker)
+    out = tmp_path / "out.wav"
+    out.write_bytes(b"precious")
+    one_line_error(cli("render", s, "-o", out, check=False), str(out), "already exists",
+                   "--force")
+    assert out.read_bytes() == b"precious"
+    cli("render", s, "-o", out, "--force")
+    assert sf.info(out).frames == SR
+    # a source, by a hard link and by a symlink: refused even with --force
+    os.link(tmp_path / "a.wav", tmp_path / "hard.wav")
+    os.symlink(tmp_path / "a.wav", tmp_path / "soft.wav")
+    before = (tmp_path / "a.wav").read_bytes()
+    for name in ("hard.wav", "soft.wav", "a.wav"):
+        one_line_error(cli("render", s, "-o", tmp_path / name, "--force", check=False),
+                       "is one of this render's inputs")
+    assert (tmp_path / "a.wav").read_bytes() == before
+    one_line_error(cli("render", s, "-o", s, "--force", check=False), "inputs")   # the session
+    assert not list(tmp_path.glob(".*.part*"))
+
+
+def test_render_refuses_what_cannot_fit_and_leaves_the_old_file(maker, cli, tmp_path):
+    """A render needing more than the disk has is refused before it writes; the file it
+    would have replaced is untouched (it writes to a temporary name, renamed at the end)."""
+    s = one_track(maker, seconds=1.0)
+    with small_tmpfs(tmp_path / "small", "size=600k") as small:
+        out = small / "out.wav"
+        out.write_bytes(b"old")
+        p = cli("render", s, "-o", out, "--force", "--duration", "10", check=False)
+        one_line_error(p, str(out), "needs", "free")
+        assert out.read_bytes() == b"old"
+        assert not list(small.glob(".*"))
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--duration", "1e12"], "more than 24 hours"),
+    (["--duration", "inf"], "more than 24 hours"),
+    (["--duration", "nan"], "not a number"),
+    (["--duration", "0"], "more than 0"),
+    (["--blocksize", "100000"], "8192"),
+])
+def test_render_bounds_are_one_line(maker, cli, tmp_path, args, words):
+    s = one_track(maker)
+    one_line_error(cli("render", s, "-o", tmp_path / "o.wav", *args, check=False), words)
+
+
+def test_a_huge_offset_in_a_session_is_refused(maker):
+    from engine.errors import SessionError
+    maker.audio("a.wav", np.zeros(100))
+    p = maker.session([{"name": "a", "file": "a.wav", "offset_s": 1e12}])
+    with pytest.raises(SessionError, match="offset_s.*above the maximum 86400"):
+        load_session(p)
+
+
+def test_a_wav_render_past_4_gib_is_rf64_and_says_so(maker, tmp_path, monkeypatch):
+    """(4 GiB shrunk to 100 kB for the test: the same code decides.)"""
+    from engine.backends import offline
+    monkeypatch.setattr(offline, "WAV_MAX_BYTES", 100_000)
+    s = load_session(one_track(maker, seconds=2.0))
+    out = tmp_path / "big.wav"
+    r = offline.render(s, str(out), subtype="FLOAT")
+    assert sf.info(out).format == "RF64" and sf.info(out).frames == 2 * SR
+    assert any("written as RF64" in n for n in r.notices)
+    assert "MB" in r.summary()                      # the size is shown
+
+
+# --- run: one validator ------------------------------------------------------------------
+
+@pytest.mark.parametrize("args,words", [
+    (["--samplerate", "1"], "1 Hz is not supported"),
+    (["--samplerate", "12345"], "12345 Hz is not supported"),
+    (["--blocksize", "100000"], "not supported live (16 to 8192)"),
+    (["--blocksize", "1"], "not supported live (16 to 8192)"),
+    (["--duration", "inf"], "more than 24 hours"),
+])
+def test_run_takes_only_what_sessions_take(maker, cli, args, words):
+    s = one_track(maker)
+    one_line_error(cli("run", s, "--backend", "virtual", *args, check=False), words)
+
+
+def test_the_python_api_checks_the_same(maker):
+    from engine.live import LiveEngine
+    s = load_session(one_track(maker))
+    for kw, words in (({"samplerate": 12345}, "12345 Hz"), ({"blocksize": 1}, "16 to 8192"),
+                      ({"backend": "jack"}, "backend 'jack'")):
+        with pytest.raises(LivemixError, match=words):
+            LiveEngine(s, **kw)
+
+
+# --- report and video -------------------------------------------------------------------
+
+def _fake_take(tmp_path, session_path):
+    """A finished take (master WAV + sidecar) as livemix run leaves it."""
+    d = tmp_path / "takes"
+    d.mkdir()
+    sf.write(d / "t.wav", np.zeros((SR, 2), np.float32), SR, subtype="FLOAT")
+    side = {"take": "t", "complete": True, "session": str(session_path), "samplerate": SR,
+            "channels": 2, "frames": SR, "start_frame": 0, "events": [],
+            "files": [{"path": "t.wav", "kind": "master", "track": None, "part": 1,
+                       "start_frame": 0, "frames": SR}]}
+    (d / "t.json").write_text(json.dumps(side))
+    return d / "t.json"
+
+
+def test_report_writes_a_png_and_nothing_else(maker, cli, tmp_path):
+    side = _fake_take(tmp_path, one_track(maker))
+    wav = side.with_suffix(".wav")
+    before = wav.read_bytes()
+    one_line_error(cli("report", side, "-o", wav, check=False), "PNG", ".png")
+    one_line_error(cli("report", side, "-o", tmp_path / "x.txt", check=False), ".png")
+    (tmp_path / "r.png").write_bytes(b"mine")
+    one_line_error(cli("report", side, "-o", tmp_path / "r.png", check=False), "already exists")
+    assert wav.read_bytes() == before and (tmp_path / "r.png").read_bytes() == b"mine"
+    cli("report", side, "-o", tmp_path / "r.png", "--force")
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_video_never_writes_over_the_sessions_clip(maker, cli, tmp_path):
+    need_ffmpeg()
+    clip = make_clip(tmp_path / "clip.mp4", noise(1.0, amp=0.05))
+    s = maker.session([{"name": "amb", "video": "clip.mp4"}], output={"video": "clip.mp4"})
+    side = _fake_take(tmp_path, s)
+    before = clip.read_bytes()
+    one_line_error(cli("video", side, "-o", clip, "--force", check=False), "write to another")
+    one_line_error(cli("video", side, "-o", side.with_suffix(".wav"), "--force", check=False),
+                   "a video is")
+    assert clip.read_bytes() == before
+    one_line_error(cli("video", side.with_suffix(".wav"), "-o", tmp_path / "o.txt",
+                       check=False), "a video is")
+    p = cli("video", side.with_suffix(".wav"), "-o", tmp_path / "final.mp4")   # any take file
+    assert (tmp_path / "final.mp4").is_file() and "final.mp4" in p.stdout
+
+
+# --- Ctrl-C at any moment ------------------------------------------------------------------
+
+def test_ctrl_c_at_any_moment_ends_cleanly(maker, tmp_path):
+    """SIGINT at moments from Python's start-up through the engine's start to playing:
+    every time one line and no traceback; interrupted before it played, no take is left
+    (it is nobody's take); once playing, the take is complete. The waits are hang
+    guards (the run ends at once in practice), not timing assertions."""
+    s = one_track(maker, seconds=30.0, record={"dir": "takes"})
+    for at in (0.05, 0.3, 0.8, 1.5, 2.5, 4.0):
+        takes = tmp_path / "takes"
+        for f in takes.glob("*") if takes.exists() else ():
+            f.unlink()
+        p = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(s), "--backend",
+                              "virtual", "--ui", "plain", "--duration", "30"], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(at)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+        assert "Traceback" not in err, (at, err)
+        left = sorted(f.name for f in takes.glob("*")) if takes.exists() else []
+        if p.returncode == 0:                           # it was playing: a real take
+            assert "take:" in out
+            side = json.loads(next(takes.glob("*.json")).read_text())
+            assert side["complete"] is True, at
+        else:
+            assert p.returncode in (130, -signal.SIGINT), (at, p.returncode, err)
+            assert err.strip().splitlines() == ["livemix: interrupted"], (at, err)
+            assert left == [], (at, left)
+
+
+def test_a_script_without_a_main_guard_runs_the_engine(maker, tmp_path):
+    """The audio process and the file readers do not run the user's script again."""
+    s = one_track(maker, seconds=3.0)
+    script = tmp_path / "mix.py"
+    script.write_text(
+        "import time\n"
+        "from engine.live import LiveEngine\n"
+        "from engine.session import load_session\n"
+        f"eng = LiveEngine(load_session({str(s)!r}), backend='virtual', record=False,\n"
+        "                 say=lambda *_: None)\n"
+        "eng.start()\n"
+        "time.sleep(0.5)\n"
+        "print(eng.stop().lines()[0])\n")
+    p = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("ran ") == 1 and "on virtual" in p.stdout
