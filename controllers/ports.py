@@ -13,13 +13,11 @@ back it is reopened. Control thread only.
 """
 from __future__ import annotations
 
-import os
-import sys
 import time
-from contextlib import contextmanager
 
 import rtmidi
 
+from engine.devices import quiet_stderr
 from engine.errors import LivemixError
 
 QUEUE_LIMIT = 4096          # messages rtmidi may hold between two polls
@@ -49,25 +47,9 @@ def _usable_apis(api: str):
     return [a for a in order if a in compiled]
 
 
-@contextmanager
-def _quiet_stderr():
-    """Silence the C libraries' own complaints (ALSA's "cannot open /dev/snd/seq",
-    libjack's "server not running") while probing: a missing MIDI system is an
-    answer here, and the user gets one line from us instead."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _client(cls, api, name):
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             return cls(api, name=name, queue_size_limit=QUEUE_LIMIT) \
                 if cls is rtmidi.MidiIn else cls(api, name=name)
     except (rtmidi.SystemError, SystemError, rtmidi.RtMidiError):

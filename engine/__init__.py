@@ -6,6 +6,17 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
+# Run as a command (`python -m engine.cli`, the `livemix` script): a Ctrl-C while Python
+# is still importing ends it in one line, not a traceback (engine.cli.main takes over).
+if sys.argv[:1] == ["-m"] or os.path.basename(sys.argv[0] if sys.argv else "") == "livemix":
+    import signal
+
+    def _interrupted(signum, frame):
+        print("livemix: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+    signal.signal(signal.SIGINT, _interrupted)
+
 
 # The sources numba compiles (kernels, the callback, the constants they inline).
 KERNEL_SOURCES = ("dsp", "rt", "params.py")

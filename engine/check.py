@@ -93,8 +93,9 @@ def verdict(r: dict, target_lufs: float, ceiling_dbtp: float) -> tuple[str, str,
     counts = r["problem_counts"]
     probs = r["problems"]
     bad = [k for k in ARTIFACTS if counts.get(k)]
-    if bad:
-        parts = []
+    nonfinite = r.get("nonfinite_samples") or 0
+    if bad or nonfinite:
+        parts = [f"{nonfinite} NaN/Inf samples (played as silence)"] if nonfinite else []
         for k in bad:
             first = next((p for p in probs if p["kind"] == k), None)
             where = f" (first at {clock(first['start_s'])}: {first['detail']})" if first else ""

@@ -7,11 +7,6 @@ from __future__ import annotations
 
 import signal
 import sys
-
-if __name__ == "__main__":     # Ctrl-C while Python is still importing: one line, no traceback
-    signal.signal(signal.SIGINT, lambda *_: (print("livemix: interrupted", file=sys.stderr),
-                                             sys.exit(130)))
-
 import argparse
 import math
 import threading
@@ -119,6 +114,7 @@ def run_live(session, args, say=print) -> int:
     def on_signal(signum, frame):
         first = not signalled.is_set()
         signalled.set()
+        _interrupted.set()
         stop.set()
         if first and not started.is_set():
             raise KeyboardInterrupt     # Ctrl-C while starting: abandon the start now
@@ -279,9 +275,25 @@ def cmd_recover(args) -> int:
     from .salvage import salvage
 
     path = Path(args.file)
-    found = sidecar_of(path) if path.is_file() else None
+    if path.is_dir():
+        raise LivemixError(f"{path}: is a directory; give a take's file (.wav or .json)")
+    if path.suffix.lower() == ".json":               # the take's sidecar: the whole take
+        import json
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise LivemixError(f"{path}: not a take sidecar ({e})") from None
+        files = [f["path"] for f in data.get("files") or [] if isinstance(f, dict)]
+        if not files:
+            raise LivemixError(f"{path}: not a take sidecar (it lists no files)")
+        found = (path, data, None)
+    else:
+        found = sidecar_of(path) if path.is_file() else None
+        files = None
     lines = salvage(found[0], found[1]) if found else None
-    for line in lines or [recover(path)]:
+    if lines is None:
+        lines = [recover(path.parent / f) for f in files] if files else [recover(path)]
+    for line in lines:
         print(line)
     return 0
 
@@ -493,6 +505,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="livemix", description="Real-time streaming audio mixer.")
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"livemix {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -580,18 +594,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_interrupted = threading.Event()
+
+
+def _on_sigint(signum, frame):
+    _interrupted.set()
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
+    _interrupted.clear()
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.default_int_handler)   # Ctrl-C: KeyboardInterrupt
+        signal.signal(signal.SIGINT, _on_sigint)     # Ctrl-C: KeyboardInterrupt, noted
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except LivemixError as e:
+        if _interrupted.is_set():
+            print("livemix: interrupted", file=sys.stderr)
+            return 130
         print(f"livemix: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("livemix: interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        # a Ctrl-C inside a C extension's import can surface as another exception
+        # (numba's: "ImportError: ... failed to import"): it was still a Ctrl-C
+        if _interrupted.is_set():
+            print("livemix: interrupted", file=sys.stderr)
+            return 130
+        raise
 
 
 if __name__ == "__main__":

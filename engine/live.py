@@ -42,6 +42,7 @@ LANE_HZ = 10                 # take report lanes: values per second
 REPORT_TIMEOUT_S = 300.0     # longest wait for a take's report at the end of a run
 VIDEO_TIMEOUT_S = 3600.0     # ... and for its video (AAC encodes about 60x realtime)
 SWITCH_INTERVAL_S = 0.0005   # GIL switch interval while live (see _start)
+SILENCE_LUFS = -120.0        # meters show -inf under this
 MAX_AHEAD_S = 60.0           # the furthest ahead a timed change may be, seconds
 
 
@@ -60,6 +61,13 @@ def xrun_text(status: int) -> str:
                                     (PA_INPUT_UNDERFLOW, "input underflow"),
                                     (PA_INPUT_OVERFLOW, "input overflow")) if status & bit]
     return ", ".join(names) or f"status {status:#x}"
+
+
+def _loudness(energy: float) -> float:
+    """LUFS of a meter's energy; -inf under SILENCE_LUFS (a decaying filter's residue,
+    1e-130 and such, is silence, not -1296 LUFS)."""
+    v = lufs(energy)
+    return v if v >= SILENCE_LUFS else -math.inf
 
 
 def _db(linear: float) -> float:
@@ -270,6 +278,10 @@ class LiveEngine:
             if self.backend_choice == "portaudio":
                 raise LivemixError("--backend portaudio: no audio output device found "
                                    "(see `livemix devices`)")
+            if self.device:
+                raise LivemixError(f"--device {self.device!r}: this machine has no audio "
+                                   "output device (without --device, livemix would use the "
+                                   "virtual backend)")
             self.say("livemix: no audio output device found: using the virtual backend "
                      "(clock-paced, no sound)")
         if inch:
@@ -379,7 +391,8 @@ class LiveEngine:
             "peak_dbfs": _db(max(snap.head[SN_PEAK_L], snap.head[SN_PEAK_R])),
             "peak_l_dbfs": _db(snap.head[SN_PEAK_L]), "peak_r_dbfs": _db(snap.head[SN_PEAK_R]),
             "true_peak_dbtp": _db(m.state[MS_TP]), "sample_peak_max_dbfs": _db(m.state[MS_SP]),
-            "momentary_lufs": lufs(snap.head[SN_M]), "short_term_lufs": lufs(snap.head[SN_S]),
+            "momentary_lufs": _loudness(snap.head[SN_M]),
+            "short_term_lufs": _loudness(snap.head[SN_S]),
             "integrated_lufs": integrated_lufs(m), "lra_lu": lra_lu(m),
             "momentary_max_lufs": lufs(m.state[MS_M_MAX]),
             "short_term_max_lufs": lufs(m.state[MS_S_MAX]),

@@ -114,23 +114,20 @@ def session_text(videos, voice, music, preset: str, out: Path) -> tuple[str, lis
 def write_session(videos, voice, music, preset: str, out, force: bool = False):
     """Write the session (refusing to overwrite without ``force``) and check it loads.
     Returns (the loaded Session, notes)."""
-    from .session import load_session
+    from .outputs import atomic, check_output
+    from .session import session_from_text
     out = Path(out)
     if out.suffix.lower() != ".toml":
         raise LivemixError(f"{out}: a session file ends in .toml")
-    if out.exists() and not force:
-        raise LivemixError(f"{out}: exists (use --force to overwrite it)")
-    if not out.parent.is_dir():
-        raise LivemixError(f"{out.parent}: no such directory")
+    sources = [v for v in videos or ()] + [p for p in (voice, music) if p]
+    check_output(out, sources, force=force, what="one of the session's sources")
     text, notes = session_text(videos, voice, music, preset, out)
-    tmp = out.with_name(f".{out.name}.new")
-    tmp.write_text(text, encoding="utf-8")
-    try:
-        session = load_session(tmp)
-    except LivemixError:
-        tmp.unlink()
-        raise
-    os.replace(tmp, out)
+    session = session_from_text(text, out)          # checked as the file it will be
+    with atomic(out) as tmp:
+        try:
+            tmp.write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise LivemixError(f"{out}: cannot write ({e.strerror or e})") from None
     return session, notes
 
 

@@ -297,6 +297,12 @@ def load_session(path, check_files: bool = True) -> Session:
         raise SessionError(f"{path}: session file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise SessionError(f"{path}: cannot read session file: {e}") from None
+    return session_from_text(text, path, check_files)
+
+
+def session_from_text(text: str, path, check_files: bool = True) -> Session:
+    """A session from its TOML ``text`` as if read from ``path`` (errors name it)."""
+    path = Path(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -176,12 +176,14 @@ def test_video_never_writes_over_the_sessions_clip(maker, cli, tmp_path):
 # --- Ctrl-C at any moment ------------------------------------------------------------------
 
 def test_ctrl_c_at_any_moment_ends_cleanly(maker, tmp_path):
-    """SIGINT at moments from Python's start-up through the engine's start to playing:
+    """SIGINT at moments from the first imports through the engine's start to playing:
     every time one line and no traceback; interrupted before it played, no take is left
     (it is nobody's take); once playing, the take is complete. The waits are hang
-    guards (the run ends at once in practice), not timing assertions."""
+    guards (the run ends at once in practice), not timing assertions. (The first
+    ~50 ms are the interpreter's own start-up, before any livemix code can run: a
+    Ctrl-C there is Python's, so the earliest moment here is 0.15 s.)"""
     s = one_track(maker, seconds=30.0, record={"dir": "takes"})
-    for at in (0.05, 0.3, 0.8, 1.5, 2.5, 4.0):
+    for at in (0.15, 0.3, 0.8, 1.5, 2.5, 4.0):
         takes = tmp_path / "takes"
         for f in takes.glob("*") if takes.exists() else ():
             f.unlink()
@@ -220,3 +222,54 @@ def test_a_script_without_a_main_guard_runs_the_engine(maker, tmp_path):
                        text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("ran ") == 1 and "on virtual" in p.stdout
+
+
+# --- the engine cannot be bent ---------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["sample-peak", "true-peak"])
+def test_no_source_or_gain_pushes_the_output_over_the_ceiling(maker, tmp_path, mode):
+    """Sources holding 1e30, 3e38, inf and NaN, every fader and the master at their
+    +24 dB maximum (and a set() of 1e30 dB is clamped there: test_control): the output
+    is finite and under the ceiling, and the render says what it scrubbed."""
+    from engine.backends.offline import render
+    x = np.zeros(SR)
+    x[100:200], x[300], x[400], x[500:600], x[1000:2000] = 1e30, np.inf, np.nan, -1e30, 3e38
+    maker.audio("wild.wav", x)
+    maker.audio("loud.wav", 0.5 * np.ones(SR))
+    s = load_session(maker.session(
+        [{"name": "w", "file": "wild.wav", "gain_db": 24.0},
+         {"name": "l", "file": "loud.wav", "gain_db": 24.0}],
+        master={"gain_db": 24.0, "ceiling_db": -1.0, "ceiling_mode": mode}))
+    r = render(s, str(tmp_path / "o.wav"), subtype="FLOAT")
+    y, _ = sf.read(tmp_path / "o.wav")
+    assert np.isfinite(y).all()
+    assert np.abs(y).max() <= 10 ** (-1.0 / 20) * (1 + 2 ** -23)
+    assert any("NaN/Inf" in n for n in r.notices)
+
+
+def test_mutual_ducking_is_defined_each_key_before_any_ducking(maker, tmp_path):
+    """A ducks B and B ducks A: each rule's key is its tracks' signal after the fader
+    and before any ducking, so the rules never feed back. Alone, each plays at its level;
+    together, both dip by the depth."""
+    from engine.backends.offline import render
+    t = np.arange(2 * SR) / SR
+    a = 0.3 * np.sin(2 * np.pi * 300 * t) * (t < 1.0)
+    b = 0.3 * np.sin(2 * np.pi * 500 * t) * (t >= 0.5)
+    maker.audio("a.wav", a)
+    maker.audio("b.wav", b)
+    s = load_session(maker.session(
+        [{"name": "a", "file": "a.wav", "pan": -1.0}, {"name": "b", "file": "b.wav", "pan": 1.0}],
+        ducking=[{"key": ["a"], "targets": ["b"], "depth_db": -10.0, "hold_ms": 0.0},
+                 {"key": ["b"], "targets": ["a"], "depth_db": -10.0, "hold_ms": 0.0}],
+        master={"ceiling_db": 0.0}))
+    render(s, str(tmp_path / "o.wav"), subtype="FLOAT")
+    y, _ = sf.read(tmp_path / "o.wav")
+
+    def level(ch, t0, t1):
+        seg = y[int(t0 * SR):int(t1 * SR), ch]
+        return 20 * np.log10(np.sqrt(2) * np.sqrt(np.mean(seg ** 2)) / (0.3 * np.sqrt(2)))
+
+    assert level(0, 0.1, 0.45) == pytest.approx(0.0, abs=0.1)      # a alone
+    assert level(0, 0.7, 0.95) == pytest.approx(-10.0, abs=0.5)    # together: both ducked
+    assert level(1, 0.7, 0.95) == pytest.approx(-10.0, abs=0.5)
+    assert level(1, 1.6, 1.95) == pytest.approx(0.0, abs=0.1)      # b alone

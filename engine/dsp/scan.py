@@ -116,6 +116,7 @@ def scan_chunk(buf, n, base, out, ist, fst, trk, ev, dcw, gap, min_zero, dc_wind
             if not np.isfinite(v):
                 v = np.float32(0.0)
                 ist[I_NONFINITE] += 1
+                allzero = False      # garbage, not digital silence: never a "dropout"
             out[c, i] = v
             fst[F_DC + c] += v
             if v != 0.0:
