@@ -273,3 +273,52 @@ def test_mutual_ducking_is_defined_each_key_before_any_ducking(maker, tmp_path):
     assert level(0, 0.7, 0.95) == pytest.approx(-10.0, abs=0.5)    # together: both ducked
     assert level(1, 0.7, 0.95) == pytest.approx(-10.0, abs=0.5)
     assert level(1, 1.6, 1.95) == pytest.approx(0.0, abs=0.1)      # b alone
+
+
+# --- messages: one line, the right words -----------------------------------------------------
+
+def test_version_and_device_and_recover_messages(maker, cli, tmp_path):
+    p = cli("--version")
+    assert p.stdout.strip().startswith("livemix ")
+    s = one_track(maker)
+    env = {"JACK_DEFAULT_SERVER": "livemix-no-such-server"}    # no output device at all
+    one_line_error(cli("run", s, "--device", "nope", "--duration", "1", "--no-record",
+                       check=False, env=env), "--device 'nope'", "no audio output device")
+    one_line_error(cli("recover", tmp_path, check=False), "is a directory")
+    p = cli("devices", env=env)
+    assert p.stderr == ""                       # no library noise from probing
+
+
+def test_recover_takes_the_sidecar(maker, cli, tmp_path):
+    side = _fake_take(tmp_path, one_track(maker))
+    p = cli("recover", side)
+    assert "t.wav" in p.stdout and json.loads(side.read_text())["recovered"] is True
+
+
+def test_new_names_the_file_it_writes_never_a_temporary_one(maker, cli, tmp_path):
+    need_ffmpeg()
+    make_clip(tmp_path / "clip.mp4", noise(1.0, amp=0.05))
+    sf.write(tmp_path / "zero.wav", np.zeros((0, 2), np.float32), SR)
+    p = cli("new", "--video", tmp_path / "clip.mp4", "--voice", tmp_path / "zero.wav", "-o",
+            tmp_path / "s.toml", check=False)
+    if p.returncode != 0:
+        one_line_error(p)
+        assert ".part" not in p.stderr and ".new" not in p.stderr
+    with small_tmpfs(tmp_path / "ro", "size=64k,ro") as ro:
+        one_line_error(cli("new", "--video", tmp_path / "clip.mp4", "-o", ro / "s.toml",
+                           check=False), "not writable")
+
+
+def test_check_calls_nan_samples_what_they_are(cli, tmp_path):
+    x = 0.1 * np.sin(np.arange(3 * SR) * 0.05)
+    x[SR:SR + 2000] = np.nan
+    sf.write(tmp_path / "nan.wav", np.stack([x, x], 1).astype(np.float32), SR, subtype="FLOAT")
+    r = json.loads(cli("check", tmp_path / "nan.wav", "--json").stdout)[0]
+    assert r["verdict"] == "replace" and "NaN/Inf" in r["reason"]
+    assert not any(p["kind"] == "dropout" for p in r["problems"])
+
+
+def test_near_silence_reads_minus_inf_not_minus_a_thousand():
+    from engine.live import _loudness
+    assert _loudness(1e-130) == -float("inf") and _loudness(0.0) == -float("inf")
+    assert _loudness(1.0) == pytest.approx(-0.691)
