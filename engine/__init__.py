@@ -19,7 +19,7 @@ if sys.argv[:1] == ["-m"] or os.path.basename(sys.argv[0] if sys.argv else "") =
 
 
 # The sources numba compiles (kernels, the callback, the constants they inline).
-KERNEL_SOURCES = ("dsp", "rt", "params.py")
+KERNEL_SOURCES = ("dsp", "rt", "params.py", "strip.py")
 
 
 def _numba_cache_dir() -> str:

@@ -13,7 +13,9 @@ import math
 from dataclasses import dataclass
 
 from .errors import LivemixError
-from .params import MAX_GAIN_DB, P_DUCK_DEPTH, P_GAIN, P_MASTER_GAIN, P_MUTE, P_PAN, P_SOLO
+from .params import (MAX_GAIN_DB, P_DUCK_DEPTH, P_GAIN, P_MASTER_GAIN, P_MUTE, P_PAN, P_SOLO,
+                     P_STRIP)
+from .strip import PARAMS as STRIP_PARAMS
 
 MIN_DEPTH_DB = -120.0     # deepest ducking, dB (the session file's limit too)
 FADER_FLOOR_DB = -80.0    # a relative control stepping below this goes to -inf, and
@@ -38,7 +40,9 @@ TRACK = {p.name: p for p in (
     Param("gain", P_GAIN, -math.inf, MAX_GAIN_DB, "dB"),
     Param("pan", P_PAN, -1.0, 1.0, ""),
     Param("mute", P_MUTE, 0.0, 1.0, "0/1"),
-    Param("solo", P_SOLO, 0.0, 1.0, "0/1"))}
+    Param("solo", P_SOLO, 0.0, 1.0, "0/1"),
+    # the channel strip: switches (1 = in) and values, engine.strip.PARAMS
+    *(Param(sp.name, P_STRIP + k, sp.lo, sp.hi, sp.unit) for k, sp in enumerate(STRIP_PARAMS)))}
 MASTER = {"gain": Param("gain", P_MASTER_GAIN, -math.inf, MAX_GAIN_DB, "dB")}
 RULE = {"duck_depth": Param("duck_depth", P_DUCK_DEPTH, MIN_DEPTH_DB, 0.0, "dB")}
 
@@ -92,7 +96,7 @@ def clamp(p: Param, value) -> float:
         v = float(value)
     except (TypeError, ValueError):
         raise LivemixError(f"{p.name}: {value!r} is not a number") from None
-    if math.isnan(v) or v == math.inf:
+    if math.isnan(v) or (v == math.inf and p.hi != math.inf):
         raise LivemixError(f"{p.name}: {value!r} is not a finite number")
     if p.switch:
         return 1.0 if v >= 0.5 else 0.0

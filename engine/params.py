@@ -9,20 +9,25 @@ inside the kernels; pan in [-1, +1]; times in samples inside the kernels.
 import math
 
 from .dsp.jit import rt_kernel
+from .strip import PARAMS as STRIP_PARAMS
 
 # --- command protocol (control thread -> audio thread) ----------------------
 # A command is four float64: (frame, param, target, value).
 #   frame   absolute session frame at which it takes effect; -1 = as soon as possible
 #   param   one of the P_* ids below
 #   target  track index (0-based), ducking rule index for P_DUCK_DEPTH, ignored for master
-#   value   dB for gains and depths (-inf allowed), -1..1 for pan, 0/1 for mute/solo
+#   value   dB for gains and depths (-inf allowed), -1..1 for pan, 0/1 for mute/solo;
+#           the strip's parameters in their units (engine.strip.PARAMS)
 P_GAIN = 0
 P_PAN = 1
 P_MUTE = 2
 P_SOLO = 3
 P_DUCK_DEPTH = 4
 P_MASTER_GAIN = 5
-PARAM_NAMES = ("gain", "pan", "mute", "solo", "duck_depth", "master_gain")
+P_STRIP = 6              # P_STRIP + k: the channel strip's parameter k (engine.strip.PARAMS)
+N_STRIP = len(STRIP_PARAMS)
+PARAM_NAMES = ("gain", "pan", "mute", "solo", "duck_depth", "master_gain") + tuple(
+    p.name for p in STRIP_PARAMS)
 PARAM_IDS = {name: i for i, name in enumerate(PARAM_NAMES)}
 
 # Maximum fader / master gain, dB.

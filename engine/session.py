@@ -22,6 +22,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from .errors import SessionError
+from .strip import KEYS as STRIP_KEYS, Strip, parse_strip
 from .control import MIN_DEPTH_DB
 from .params import MAX_GAIN_DB
 from .targets import PRESETS, Target, target as preset_target
@@ -104,6 +105,7 @@ class Track:
     clips: tuple[Clip, ...] = ()  # a sequence of clips (then file is None)
     match_loudness: float | None = None   # level each file / clip to this LUFS (pre-fader)
     crossfade_ms: float = 10.0    # fade at each cut of a clip sequence, ms
+    strip: Strip = Strip()        # the channel strip (engine.strip): nothing unless given
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,11 @@ class _Where:
                 return found + 1
         if key is None:
             return None
+        if "." in key and table is not None:        # a sub-table of the track: tracks.hpf ...
+            found = self._sub_line(table, start, key)
+            if found is not None:
+                return found
+            key = key.split(".")[0].split("[")[0]    # else the line of its inline table
         pat = re.compile(r"^\s*\"?%s\"?\s*=" % re.escape(key))
         for n in range(start + (1 if table is not None else 0), len(self.lines)):
             if table is not None and n > start and re.match(r"^\s*\[", self.lines[n]):
@@ -211,6 +218,31 @@ class _Where:
             if pat.match(self.lines[n]):
                 return n + 1
         return start + 1 if table is not None else None
+
+    def _sub_line(self, table, start, key):
+        """The line of ``key`` ("hpf.freq_hz", "eq[2].q") in a sub-table written
+        [tracks.hpf] or [[tracks.eq]] after the table's header at ``start``."""
+        sub, leaf = key.split(".", 1)
+        nth = int(sub[sub.index("[") + 1:-1]) - 1 if "[" in sub else 0
+        sub = sub.split("[")[0]
+        header = re.compile(r"^\s*\[\[?\s*%s\.%s\s*\]\]?" % (re.escape(table), re.escape(sub)))
+        pat = re.compile(r"^\s*\"?%s\"?\s*=" % re.escape(leaf.split(".")[0]))
+        seen = -1
+        for n in range(start + 1, len(self.lines)):
+            text = self.lines[n]
+            if header.match(text):
+                seen += 1
+                if seen != nth:
+                    continue
+                for m in range(n + 1, len(self.lines)):
+                    if re.match(r"^\s*\[", self.lines[m]):
+                        return n + 1
+                    if pat.match(self.lines[m]):
+                        return m + 1
+                return n + 1
+            if re.match(r"^\s*\[\[\s*%s\s*\]\]" % re.escape(table), text):
+                return None                          # the next track: not written as a sub-table
+        return None
 
     def error(self, table, index, key, problem) -> SessionError:
         line = self.line(table, index, key)
@@ -276,7 +308,7 @@ def _check_keys(where, table, index, data, allowed):
 _TOP = ("engine", "tracks", "ducking", "master", "record", "controller", "output")
 _ENGINE = ("samplerate", "blocksize", "channels")
 _TRACK = ("name", "file", "video", "clips", "input", "gain_db", "pan", "mute", "solo", "loop",
-          "offset_s", "stream", "match_loudness", "crossfade_ms")
+          "offset_s", "stream", "match_loudness", "crossfade_ms") + STRIP_KEYS
 _SOURCES = ("file", "video", "clips", "input")
 _CLIP = ("video", "file", "at_s", "stream")
 _OUTPUT = ("video", "keep_native")
@@ -330,6 +362,8 @@ def parse_session(data: dict, path: Path, text: str = "", check_files: bool = Tr
     raw_tracks = data.get("tracks", [])
     if not isinstance(raw_tracks, list) or not raw_tracks:
         raise where.error(None, None, "tracks", "a session needs at least one [[tracks]] table")
+    track_names = [t.get("name") for t in raw_tracks
+                   if isinstance(t, dict) and isinstance(t.get("name"), str)]
     tracks = []
     seen = {}
     for i, t in enumerate(raw_tracks):
@@ -408,6 +442,10 @@ def parse_session(data: dict, path: Path, text: str = "", check_files: bool = Tr
             match_loudness=match,
             crossfade_ms=float(_number(where, "tracks", i, "crossfade_ms",
                                        t.get("crossfade_ms", 10.0), 0.1, MAX_CROSSFADE_MS)),
+            strip=parse_strip(
+                t, lambda key, problem, i=i: where.error("tracks", i, key, problem),
+                lambda key, value, lo, hi, i=i: _number(where, "tracks", i, key, value, lo, hi),
+                track_names, sr),
         ))
 
     rules = []

@@ -155,3 +155,55 @@ def true_peak_db(x, up=32, pad=4096):
         wide[:len(spec)] = spec
         best = max(best, float(np.abs(np.fft.irfft(wide, n * up)).max()) * up)
     return 20 * math.log10(best) if best > 0 else -math.inf
+
+
+# --- the channel strip ------------------------------------------------------------------
+
+def rbj_sos(kind, f, gain_db, q, sr):
+    """One RBJ cookbook section as scipy's sos row [b0, b1, b2, 1, a1, a2] (float64)."""
+    w0 = 2 * np.pi * f / sr
+    cw, alpha, a = np.cos(w0), np.sin(w0) / (2 * q), 10 ** (gain_db / 40)
+    if kind == "peak":
+        b = [1 + alpha * a, -2 * cw, 1 - alpha * a]
+        den = [1 + alpha / a, -2 * cw, 1 - alpha / a]
+    elif kind in ("low-shelf", "high-shelf"):
+        s = 2 * np.sqrt(a) * alpha
+        sg = 1 if kind == "low-shelf" else -1
+        b = [a * ((a + 1) - sg * (a - 1) * cw + s), sg * 2 * a * ((a - 1) - sg * (a + 1) * cw),
+             a * ((a + 1) - sg * (a - 1) * cw - s)]
+        den = [(a + 1) + sg * (a - 1) * cw + s, -sg * 2 * ((a - 1) + sg * (a + 1) * cw),
+               (a + 1) + sg * (a - 1) * cw - s]
+    elif kind == "low-cut":
+        b = [(1 + cw) / 2, -(1 + cw), (1 + cw) / 2]
+        den = [1 + alpha, -2 * cw, 1 - alpha]
+    else:
+        b = [(1 - cw) / 2, 1 - cw, (1 - cw) / 2]
+        den = [1 + alpha, -2 * cw, 1 - alpha]
+    return np.array(b + den) / den[0]
+
+
+def comp_static_db(level_db, thr, ratio, knee):
+    """Gain reduction (dB, >= 0) of the soft-knee curve (Giannoulis et al. 2012)."""
+    slope = 1 - 1 / ratio
+    over = level_db - thr
+    if 2 * over < -knee:
+        return 0.0
+    if knee > 0 and 2 * abs(over) <= knee:
+        return slope * (over + knee / 2) ** 2 / (2 * knee)
+    return slope * over
+
+
+def compressor(x, sr, thr, ratio, knee, attack_ms, release_ms, makeup_db=0.0, key=None):
+    """Feed-forward peak compressor, float64, per sample: the static curve on the key's
+    peak level in dB, then a one-pole smooth branching detector on the reduction."""
+    key = x if key is None else key
+    aa = math.exp(-1 / (attack_ms * 1e-3 * sr))
+    ar = math.exp(-1 / (release_ms * 1e-3 * sr))
+    lvl = 20 * np.log10(np.maximum(np.abs(key).max(axis=1), 1e-6))
+    out = np.empty_like(x)
+    y = 0.0
+    for i in range(len(x)):
+        xl = comp_static_db(lvl[i], thr, ratio, knee)
+        y = aa * y + (1 - aa) * xl if xl > y else ar * y + (1 - ar) * xl
+        out[i] = x[i] * 10 ** ((makeup_db - y) / 20)
+    return out

@@ -71,7 +71,8 @@ def applied(eng, target, param, value, timeout=5.0):
 @pytest.mark.parametrize("target,param,value,problem", [
     ("nope", "gain", 0.0, "no track named 'nope' (tracks: a, b)"),
     (5, "gain", 0.0, "no track 5 (the session has 2: 0 .. 1)"),
-    ("a", "volume", 0.0, "track 'a' has no parameter 'volume' (it has gain, pan, mute, solo)"),
+    ("a", "volume", 0.0, "track 'a' has no parameter 'volume' (it has gain, pan, mute, solo, "
+                         "denoise, hpf, hpf_freq"),
     ("master", "mute", 1, "the master has no parameter 'mute' (it has gain)"),
     ("master", "pan", 0.0, "the master has no parameter 'pan'"),
     (3, "duck_depth", -6.0, "duck_depth: no ducking rule 3 (the session has 1: 0 .. 0)"),

@@ -61,6 +61,14 @@ EngineState = namedtuple(
         "ev_ring",      # float64 (EVCAP, 3)        events: frame, kind, value
         "ev_idx",       # int64 (3,)                [write, read, lost]
         "ev_prev",      # int64 (T + 1, 2)          per track (and ceiling): [count seen, frame logged]
+        # the channel strip (engine.dsp.strip documents each)
+        "sp",           # float64 (T, 3, N_SP)      parameters: target, current, at the step's start
+        "sp_cfg",       # int64 (T, N_SC)           what the session fixed
+        "bq",           # float64 (T, N_BQ, 5)      biquad coefficients
+        "bq_z",         # float64 (T, N_BQ, 2, 2)   biquad state
+        "dyn",          # float64 (T, N_DYN)        gate and compressor envelopes, meters
+        "key_raw",      # float32 (K, 2, MAXBLOCK)  sidechain keys: key tracks before their strip
+        "sbuf",         # float32 (2, MAXBLOCK)     scratch: a stage's input while it crossfades
     ],
 )
 
@@ -162,7 +170,9 @@ SN_CEIL = 6         # samples the limiter has reduced (K_CEIL)
 N_SNAP = 8
 STK_PEAK = 0        # track post-fader sample peak over the interval, L/R (linear)
 STK_TP = 1          # track source (pre-fader) true peak since the start (linear)
-N_SNT = 2
+STK_GATE = 2        # the strip's gate: lowest gain over the interval, dB (<= 0; 0 open)
+STK_COMP = 3        # the strip's compressor: largest gain reduction over the interval, dB
+N_SNT = 4
 
 # events (audio thread -> control thread)
 EV_XRUN = 1         # value: PortAudio status flags

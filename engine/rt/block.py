@@ -32,14 +32,16 @@ from ..dsp.layout import (A_LOST, A_READ, A_WRITE, C_LOOKAHEAD, C_MAXBLOCK, C_MI
                           T_SOLO, C_PUBLISH, C_SR, EV_CEILING, EV_FRAME, EV_KIND, EV_QUIET_S,
                           EV_UNDERRUN, EV_VALUE, K_NEXT_PUB, M_ACC, M_DETECT, M_TRUE_PEAK,
                           S_UNDERRUNS, SN_CEIL, SN_FRAME, SN_M, SN_PEAK_L, SN_PEAK_R, SN_S,
-                          SN_SEQ, STK_PEAK, STK_TP)
+                          SN_SEQ, STK_COMP, STK_GATE, STK_PEAK, STK_TP)
 from ..dsp.limiter import limit_segment
 from ..dsp.meters import MS_M, MS_S, Meter, meter_feed, tp_scan_delay
 from ..dsp.mix import add_key, gain_stage, mix_track
 from ..dsp.smoothing import ramp_to
-from ..dsp.vec import fill, peak, peak_sumsq
-from ..params import (P_DUCK_DEPTH, P_GAIN, P_MASTER_GAIN, P_MUTE, P_PAN, P_SOLO, db_to_lin,
-                      lin_to_db, pan_gains)
+from ..dsp.vec import copy, fill, peak, peak_sumsq
+from ..params import (P_DUCK_DEPTH, P_GAIN, P_MASTER_GAIN, P_MUTE, P_PAN, P_SOLO, P_STRIP,
+                      db_to_lin, lin_to_db, pan_gains)
+from ..dsp.strip import (D_COMP_DB, D_COMP_MAX, D_GATE_DB, D_GATE_MIN, N_SP, SC_KEY,
+                         SC_KEYSRC, SP_TARGET, strip_segment)
 from .fpu import denormals_off, fpu_restore
 from .rings import ring_pull
 
@@ -84,6 +86,10 @@ def apply_command(st, param, target, value):
         return True
     if t < 0 or t >= st.cfg[C_NTRACKS]:
         return False
+    if param >= P_STRIP and param < P_STRIP + N_SP:
+        # the strip takes it at its next grid point (session time): engine.dsp.strip
+        st.sp[t, SP_TARGET, param - P_STRIP] = value
+        return True
     if param == P_GAIN:
         st.track_ctl[t, T_GAIN_DB] = value
     elif param == P_MUTE:
@@ -127,6 +133,19 @@ def _segment(st, a, b):
     ntracks = cfg[C_NTRACKS]
     nrules = cfg[C_NRULES]
     ramp_n = cfg[C_RAMP]
+    # the channel strips, on each track's pre-fader signal (sidechain keys first: a key
+    # track's signal as it came from its source)
+    for t in range(ntracks):
+        slot = st.sp_cfg[t, SC_KEYSRC]
+        if slot >= 0:
+            for c in range(2):
+                copy(st.key_raw[slot, c], a, st.tbuf[t, c], a, b - a)
+    frame0 = st.clock[K_FRAME]
+    sr = np.float64(cfg[C_SR])
+    for t in range(ntracks):
+        ks = st.sp_cfg[t, SC_KEY]
+        strip_segment(st.tbuf[t], st.key_raw[ks if ks >= 0 else 0], st.sbuf, a, b, frame0,
+                      st.sp[t], st.sp_cfg[t], st.bq[t], st.bq_z[t], st.dyn[t], sr)
     # ducking rules: key sum after the key tracks' faders, then the envelope
     for r in range(nrules):
         key = st.keybuf
@@ -246,6 +265,11 @@ def _publish(st, frame):
         st.snap_track[t, STK_PEAK] = st.acc_track[t]
         st.snap_track[t, STK_TP] = st.track_tp[t]
         st.acc_track[t] = 0.0
+        d = st.dyn[t]
+        st.snap_track[t, STK_GATE] = d[D_GATE_MIN]
+        st.snap_track[t, STK_COMP] = d[D_COMP_MAX]
+        d[D_GATE_MIN] = d[D_GATE_DB]
+        d[D_COMP_MAX] = d[D_COMP_DB]
     for r in range(st.cfg[C_NRULES]):
         st.snap_rule[r] = st.acc_rule[r]
         st.acc_rule[r] = 1.0

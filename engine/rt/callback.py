@@ -38,6 +38,11 @@ def _a3(addr, shp, k, dtype):
     return carray(typed_ptr(addr[k], dtype), (shp[k, 0], shp[k, 1], shp[k, 2]))
 
 
+@njit(cache=True, inline="always")
+def _a4(addr, shp, k, dtype):
+    return carray(typed_ptr(addr[k], dtype), (shp[k, 0], shp[k, 1], shp[k, 2], shp[k, 3]))
+
+
 @njit(cache=True)
 def unpack(addr, shp):
     """Rebuild (EngineState, IoState) from an address table (field order)."""
@@ -63,8 +68,12 @@ def unpack(addr, shp):
         _a2(addr, shp, 42, f4), _a1(addr, shp, 43, f8),
         _a1(addr, shp, 44, f8), _a2(addr, shp, 45, f8), _a1(addr, shp, 46, f8),
         _a1(addr, shp, 47, f8), _a1(addr, shp, 48, f8), _a2(addr, shp, 49, f8),
-        _a1(addr, shp, 50, i8), _a2(addr, shp, 51, i8))
-    k = 52
+        _a1(addr, shp, 50, i8), _a2(addr, shp, 51, i8),
+        # the channel strip
+        _a3(addr, shp, 52, f8), _a2(addr, shp, 53, i8), _a3(addr, shp, 54, f8),
+        _a4(addr, shp, 55, f8), _a2(addr, shp, 56, f8), _a3(addr, shp, 57, f4),
+        _a2(addr, shp, 58, f4))
+    k = 59
     io = IoState(
         _a1(addr, shp, k, i8), _a1(addr, shp, k + 1, i8), _a1(addr, shp, k + 2, i8),
         _a1(addr, shp, k + 3, i8), _a2(addr, shp, k + 4, i8), _a2(addr, shp, k + 5, f4),
@@ -77,7 +86,7 @@ def pa_callback(inp, outp, frames, timeinfo, status, user):
     hdr = carray(user, (3,), np.int64)
     n = hdr[0]
     addr = carray(typed_ptr(hdr[1], np.int64), (n,))
-    shp = carray(typed_ptr(hdr[2], np.int64), (n, 3))
+    shp = carray(typed_ptr(hdr[2], np.int64), (n, 4))
     st, io = unpack(addr, shp)
     outch = io.io_cfg[IO_OUTCH]
     inch = io.io_cfg[IO_INCH]

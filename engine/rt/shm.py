@@ -149,12 +149,12 @@ def attach(layout: Layout, types: dict) -> tuple[SharedArena, dict]:
 def address_table(*groups) -> tuple[np.ndarray, np.ndarray]:
     """(addresses, shapes) of every array of the namedtuples, in field order.
 
-    addresses: int64 (K,); shapes: int64 (K, 3) (unused dimensions are 1).
+    addresses: int64 (K,); shapes: int64 (K, 4) (unused dimensions are 1).
     The callback rebuilds each array from these with ``numba.carray``.
     """
     arrays = [a for g in groups for a in g]
     addr = np.array([a.ctypes.data for a in arrays], np.int64)
-    shapes = np.ones((len(arrays), 3), np.int64)
+    shapes = np.ones((len(arrays), 4), np.int64)
     for k, a in enumerate(arrays):
         shapes[k, :a.ndim] = a.shape
     return addr, shapes

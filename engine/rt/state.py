@@ -18,6 +18,9 @@ from ..dsp.layout import (C_PUBLISH, K_NEXT_PUB, M_DETECT, M_TRUE_PEAK, N_SNAP, 
                           M_GAIN_DB, M_RAMP, M_RELEASE, N_CFG, N_CLOCK, N_LIM, N_LIMI, N_MASTER,
                           N_RCFG, N_RSTATE, N_SPOS, N_TCTL, R_GAIN, R_PAN_L, R_PAN_R, S_EOF,
                           T_GAIN_DB, T_MUTE, T_PAN, T_SOLO, EngineState)
+from ..dsp.strip import (BQ_EQ0, D_GATE_DB, D_RECOMPUTE, N_BQ, N_DYN, N_SC, N_SP, P_GATE_RANGE,
+                         P_HPF_FREQ, SC_KEY, SC_KEYSRC, SC_RMS, SC_SLOPE, SC_TYPE0, SC_USED,
+                         design_hpf)
 from ..dsp.meters import TP_PAD, TP_TAPS, Meter, init_meter, meter_shapes
 from ..dsp.smoothing import ramp_jump
 from ..dsp.limiter import TP_MARGIN_DB
@@ -108,6 +111,13 @@ def allocate(session, maxblock: int | None = None, ring_frames: int | None = Non
         "ev_ring": ((EVENT_CAPACITY, 3), np.float64),
         "ev_idx": ((3,), np.int64),
         "ev_prev": ((ntracks + 1, 2), np.int64),
+        "sp": ((ntracks, 3, N_SP), np.float64),
+        "sp_cfg": ((ntracks, N_SC), np.int64),
+        "bq": ((ntracks, N_BQ, 5), np.float64),
+        "bq_z": ((ntracks, N_BQ, 2, 2), np.float64),
+        "dyn": ((ntracks, N_DYN), np.float64),
+        "key_raw": ((max(1, len(key_tracks(session))), 2, maxblock), np.float32),
+        "sbuf": ((2, maxblock), np.float32),
     }
     st = EngineState(**{name: alloc(name, shape, dtype)
                         for name, (shape, dtype) in shapes.items()})
@@ -115,7 +125,46 @@ def allocate(session, maxblock: int | None = None, ring_frames: int | None = Non
     return st
 
 
+def key_tracks(session) -> list[int]:
+    """Tracks another track's compressor is keyed by, in order (rows of key_raw)."""
+    names = [t.name for t in session.tracks]
+    keys = []
+    for t in session.tracks:
+        c = t.strip.comp
+        if c is not None and c.key != "self" and names.index(c.key) not in keys:
+            keys.append(names.index(c.key))
+    return keys
+
+
+def _init_strip(st: EngineState, session) -> None:
+    """Each track's strip as the session sets it (engine.strip; engine.dsp.strip)."""
+    from ..strip import EQ_TYPES, initial_values
+    keys = key_tracks(session)
+    names = [t.name for t in session.tracks]
+    for t, track in enumerate(session.tracks):
+        s = track.strip
+        st.sp[t, :] = initial_values(s)
+        cfg = st.sp_cfg[t]
+        cfg[SC_SLOPE] = s.hpf.slope if s.hpf else 12
+        for k in range(4):
+            cfg[SC_TYPE0 + k] = EQ_TYPES.index(s.eq[k].type) if k < len(s.eq) else 0
+        cfg[SC_RMS] = 1 if s.comp is not None and s.comp.detector == "rms" else 0
+        cfg[SC_KEY] = keys.index(names.index(s.comp.key)) \
+            if s.comp is not None and s.comp.key != "self" else -1
+        cfg[SC_KEYSRC] = keys.index(t) if t in keys else -1
+        cfg[SC_USED] = 1 if not s.empty else 0
+        d = st.dyn[t]
+        d[D_RECOMPUTE] = 1.0
+        d[D_GATE_DB] = -min(st.sp[t, 1, P_GATE_RANGE], 120.0)   # a gate starts closed
+        # filters designed now too (the first grid point redesigns them the same way)
+        design_hpf(cfg[SC_SLOPE], st.sp[t, 1, P_HPF_FREQ], float(session.engine.samplerate),
+                   st.bq[t])
+        for k in range(4):
+            st.bq[t, BQ_EQ0 + k, 0] = 1.0
+
+
 def _initialise(st: EngineState, session, maxblock: int, ring: int, window: int) -> None:
+    _init_strip(st, session)
     sr = session.engine.samplerate
     ramp_n = max(1, round(RAMP_S * sr))
     cfg = st.cfg
