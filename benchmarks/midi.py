@@ -469,6 +469,20 @@ def run_period(period: int, root: Path, args) -> dict:
                 os.environ[k] = v
 
 
+def run_period_process(period: int, args) -> dict | None:
+    """One period size in a process of its own: libjack keeps per-process state about the
+    server it first met, so a second server in the same process does not show the sender's
+    ports. None when the setup failed (the child said why on stderr)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one-period", str(period),
+           "--messages", str(args.messages), "--spacing-ms", str(args.spacing_ms)]
+    if args.quick:
+        cmd.append("--quick")
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        return None
+    return json.loads(p.stdout)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a short smoke run")
@@ -476,6 +490,7 @@ def main(argv=None) -> int:
                    "(default 300, --quick 40)")
     p.add_argument("--spacing-ms", type=float, default=20.0)
     p.add_argument("--periods", type=int, nargs="+", default=list(PERIODS))
+    p.add_argument("--one-period", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.messages = args.messages or (40 if args.quick else 300)
     args.flood_s = 0.5 if args.quick else 2.0
@@ -487,31 +502,32 @@ def main(argv=None) -> int:
     def terminate(*_):
         raise SystemExit(143)
     signal.signal(signal.SIGTERM, terminate)
+    if args.one_period:
+        with tempfile.TemporaryDirectory(prefix="livemix-bench-midi-") as tmp:
+            print(json.dumps(run_period(args.one_period, Path(tmp), args)))
+        return 0
 
     out = {"benchmark": "midi", "quick": args.quick, "samplerate": SR,
            "machine": {"python": platform.python_version(), "platform": platform.platform(),
                        "cpus": os.cpu_count(),
                        "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
            "latency": {}, "throughput": {"jack_flood": {}}}
-    with tempfile.TemporaryDirectory(prefix="livemix-bench-midi-") as tmp:
-        root = Path(tmp)
-        for period in args.periods:
-            for attempt in (1, 2):
-                try:
-                    r = run_period(period, root, args)
-                    break
-                except SetupError as e:   # JACK's registry is shared: retry once
-                    if attempt == 2:
-                        raise
-                    log(f"period {period}: {e}; retrying")
-                    time.sleep(1.0)
-            out["latency"][str(period)] = r["latency"]
-            out["throughput"]["jack_flood"][str(period)] = r["flood"]
-        log("loopback throughput")
-        mapping = load_mapping("generic", ["a"])
-        out["throughput"].update(loopback_throughput(
-            mapping, total=50_000 if args.quick else 200_000,
-            live_s=0.5 if args.quick else 2.0))
+    for period in args.periods:
+        for attempt in (1, 2):
+            r = run_period_process(period, args)
+            if r is not None:
+                break
+            if attempt == 2:
+                raise SetupError(f"period {period}: setup failed twice (see above)")
+            log(f"period {period}: retrying")
+            time.sleep(1.0)
+        out["latency"][str(period)] = r["latency"]
+        out["throughput"]["jack_flood"][str(period)] = r["flood"]
+    log("loopback throughput")
+    mapping = load_mapping("generic", ["a"])
+    out["throughput"].update(loopback_throughput(
+        mapping, total=50_000 if args.quick else 200_000,
+        live_s=0.5 if args.quick else 2.0))
     out["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     targets = {f"latency_p99_{p}": out["latency"][str(p)]["target"]["met"]
                for p in args.periods}

@@ -567,7 +567,8 @@ def livemix_command(session_path: Path, out_path: Path) -> list[str]:
     """The `livemix render` command line (the venv's console script)."""
     exe = Path(sys.executable).parent / "livemix"
     base = [str(exe)] if exe.exists() else [sys.executable, "-m", "engine.cli"]
-    return base + ["render", str(session_path), "-o", str(out_path), "--subtype", "FLOAT"]
+    return base + ["render", str(session_path), "-o", str(out_path), "--subtype", "FLOAT",
+                   "--force"]
 
 
 def ffmpeg_filtergraph(session) -> str:

@@ -147,7 +147,7 @@ def main() -> int:
                                   str(files["voice"]), "--music", str(files["music"]),
                                   "-o", str(session)], check=True, cwd=ROOT,
                        capture_output=True)
-        ours_cmd = livemix + ["render", str(session), "-o", str(tmp / "ours.mp4")]
+        ours_cmd = livemix + ["render", str(session), "-o", str(tmp / "ours.mp4"), "--force"]
         theirs_cmd = ffmpeg_cmd(files, tmp / "ffmpeg.mp4")
         timed(ours_cmd)                        # fills numba's cache and the page cache
         ours, theirs = [], []

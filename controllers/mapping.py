@@ -64,10 +64,13 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from engine.errors import LivemixError
+from engine.strip import PARAMS as STRIP_PARAMS
 
 BUILTIN_MAPS = ("generic", "nanokontrol2", "midimix", "mackie")
 CONTROLS = ("cc", "cc14", "pitchbend", "note")
-PARAMS = ("gain", "pan", "mute", "solo", "duck_depth", "record")
+# the channel strip's parameters (engine.strip.PARAMS): switches and values
+STRIP = tuple(p.name for p in STRIP_PARAMS)
+PARAMS = ("gain", "pan", "mute", "solo", "duck_depth", "record") + STRIP
 MODES = ("absolute", "relative", "toggle", "momentary")
 
 _CONTROL_MODES = {
@@ -83,6 +86,8 @@ _PARAM_MODES = {
     "mute": ("absolute", "toggle", "momentary"),
     "solo": ("absolute", "toggle", "momentary"),
     "record": ("toggle", "momentary"),
+    **{p.name: ("absolute", "toggle", "momentary") if p.switch else ("absolute", "relative")
+       for p in STRIP_PARAMS},
 }
 _TOP_KEYS = ("name", "description", "bindings")
 _KEYS = ("control", "channel", "number", "target", "param", "mode", "feedback",

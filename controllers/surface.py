@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 
 from engine import control
 from engine.control import step_db
+from engine.strip import INDEX as STRIP_INDEX
+from engine.strip import PARAMS as STRIP_PARAMS
+from engine.strip import strip_position, strip_value
 
 from .mapping import relative_ticks
 from .messages import Cc14, MidiParser
@@ -93,6 +96,9 @@ class Surface:
             return max(-1.0, min(1.0, (raw - centre) / centre)), pos
         if b.param == "duck_depth":
             return -DEPTH_RANGE_DB * (1.0 - pos), pos
+        sp = STRIP_INDEX.get(b.param)
+        if sp is not None and not STRIP_PARAMS[sp].switch:
+            return strip_value(STRIP_PARAMS[sp], pos), pos
         return (1.0 if raw >= top / 2 else 0.0), pos
 
     def _position(self, b, value: float) -> float:
@@ -106,6 +112,9 @@ class Surface:
             return (value + 1.0) / 2.0
         if b.param == "duck_depth":
             return 1.0 + value / DEPTH_RANGE_DB
+        sp = STRIP_INDEX.get(b.param)
+        if sp is not None and not STRIP_PARAMS[sp].switch:
+            return strip_position(STRIP_PARAMS[sp], value)
         return value
 
     # -- handling -----------------------------------------------------------------
@@ -181,6 +190,10 @@ class Surface:
                 base = self._heading(b, pending)
                 if b.param == "pan":
                     value = max(-1.0, min(1.0, base + ticks * PAN_STEP))
+                elif b.param in STRIP_INDEX:     # a strip value: 1/64 of its range a tick
+                    p = STRIP_PARAMS[STRIP_INDEX[b.param]]
+                    value = strip_value(p, min(1.0, max(0.0, strip_position(p, base)
+                                                         + ticks * PAN_STEP / 2)))
                 else:                             # dB per tick for gains and depths
                     value = step_db(self._param(b), base, ticks * DB_STEP)
             else:

@@ -15,7 +15,7 @@ the compressor's detector and key) is fixed by the session. The kernels live in
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 HPF_SLOPES = (12, 18, 24)
 EQ_TYPES = ("peak", "low-shelf", "high-shelf", "low-cut", "high-cut")
@@ -109,6 +109,37 @@ def _params() -> tuple:
 PARAMS = _params()
 INDEX = {p.name: i for i, p in enumerate(PARAMS)}
 
+# What a control's travel (0 .. 1) means for a value: frequencies and times on a log
+# scale, everything else linear; an unbounded end (ratio inf, range inf) at the top.
+_CONTROL_HI = {"gate_range": 80.0, "comp_ratio": 20.0}
+
+
+def _scale(p: StripParam):
+    hi = _CONTROL_HI.get(p.name, p.hi)
+    log = p.unit in ("Hz", "ms") and p.lo > 0
+    return p.lo, hi, log
+
+
+def strip_value(p: StripParam, pos: float) -> float:
+    """A control at ``pos`` (0 .. 1) as the value of ``p`` (a fader or a knob)."""
+    lo, hi, log = _scale(p)
+    if pos >= 1.0 and p.hi == math.inf:
+        return math.inf
+    if log:
+        return lo * (hi / lo) ** pos
+    return lo + (hi - lo) * pos
+
+
+def strip_position(p: StripParam, value: float) -> float:
+    """Where a control stands for ``value`` (0 .. 1): strip_value's inverse."""
+    lo, hi, log = _scale(p)
+    if value == math.inf:
+        return 1.0
+    v = min(max(value, lo), hi)
+    if log:
+        return math.log(v / lo) / math.log(hi / lo)
+    return (v - lo) / (hi - lo)
+
 
 def initial_values(strip: Strip) -> list[float]:
     """The strip's parameters as the session sets them (PARAMS order); a stage the
@@ -171,6 +202,12 @@ def parse_strip(t: dict, err, number, track_names, samplerate: int) -> Strip:
     if denoise and samplerate != 48000:
         raise err("denoise", f"the RNNoise denoiser works at 48 kHz only (the session runs at "
                              f"{samplerate} Hz)")
+    if denoise:
+        from .dsp.denoise import library_problem
+        why = library_problem()
+        if why:
+            raise err("denoise", f"the denoiser is not available here: {why} "
+                                 "(pip install 'livemix[denoise]')")
     hpf = None
     v = table("hpf", _HPF)
     if v is not None:

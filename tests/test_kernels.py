@@ -118,7 +118,6 @@ def test_mix_matches_reference_with_moves_ducking_and_limiting():
 
 
 def test_solo_in_place_and_gain_step_without_click():
-    n = SR // 4
     a = _stereo(ref.sine(1000, 0.25, SR, amp=0.6))
     b = _stereo(ref.sine(300, 0.25, SR, amp=0.35))   # a + b stays under the ceiling
     sess = session([("a", {"gain_db": -math.inf}), ("b", {})], master={"ceiling_db": 0.0})

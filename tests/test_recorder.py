@@ -193,7 +193,7 @@ def test_overflow_leaves_silence_of_the_dropped_length(tmp_path):
     side = sidecar_of(res)
     assert side["dropped_frames"] == audio.dropped
     # one event per run of consecutive drops, at the take frame where it starts
-    runs, frame, i = [], 0, 0
+    runs, i = [], 0
     while i < len(outcome):
         if outcome[i] is False:
             j = i

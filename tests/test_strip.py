@@ -252,3 +252,36 @@ def test_strip_errors_name_file_line_and_key(maker, strip, problem):
     with pytest.raises(SessionError) as e:
         load_session(p)
     assert problem in str(e.value) and str(p) in str(e.value)
+
+
+# --- denoise ------------------------------------------------------------------------------
+
+def test_denoise_in_the_strip_is_late_by_its_latency_and_quiets_noise(maker):
+    """Noise at -40 dBFS comes out at least 20 dB quieter; the track is 1440 samples late
+    (switched in or out: the dry path is delayed as much), and any block size gives the
+    same output, switch moves included."""
+    from engine.dsp.denoise import LATENCY
+    from engine.params import PARAM_IDS
+    rng = np.random.default_rng(11)
+    x = rng.normal(0, 10 ** (-40 / 20), (3 * SR, 2))
+    y = run_strip(maker, x, {"denoise": True})
+    rms = lambda v: 20 * np.log10(np.sqrt(np.mean(v ** 2)))      # noqa: E731
+    assert rms(y[SR:]) <= rms(x[SR:]) - 20.0
+    # switched out: the dry signal, exactly LATENCY late
+    off = [(0, PARAM_IDS["denoise"], 0, 0.0)]
+    y = run_strip(maker, x, {"denoise": True}, name="off.toml", commands=off)
+    np.testing.assert_allclose(y[LATENCY + 1000:], x[1000:len(x) - LATENCY], atol=1e-7)
+    moves = [(30011, PARAM_IDS["denoise"], 0, 0.0), (70001, PARAM_IDS["denoise"], 0, 1.0)]
+    outs = [run_strip(maker, x, {"denoise": True}, name=f"dn{bs}.toml", blocksize=bs,
+                      commands=moves) for bs in (64, 65, 1024)]
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+
+
+def test_denoise_needs_48_khz(maker):
+    maker.audio("a.wav", np.zeros(100), sr=44100)
+    p = maker.session([{"name": "a", "file": "a.wav", "denoise": True}],
+                      engine={"samplerate": 44100})
+    with pytest.raises(SessionError, match="tracks\\[1\\].denoise: the RNNoise denoiser works "
+                                           "at 48 kHz only"):
+        load_session(p)

@@ -61,6 +61,8 @@ def _child_main(layout, opts: StreamOptions, conn) -> None:
 
         arena, g = attach(layout, {"st": EngineState, "io": IoState})
         memory = prefault(arena)
+        from ..rt.state import start_denoisers
+        start_denoisers(g["st"])      # RNNoise states are this process's own
         if opts.backend == "virtual":
             from .virtual import VirtualClock
             device = VirtualClock(g["st"], g["io"], opts.maxblock, opts.samplerate)

@@ -24,7 +24,7 @@ from ..outputs import atomic
 from ..params import lin_to_db
 from ..rt.block import run_blocks
 from ..rt.rings import command_push
-from ..rt.state import allocate
+from ..rt.state import allocate, start_denoisers, stop_denoisers
 from ..sources.files import make_source
 
 CHUNK_S = 0.5
@@ -171,6 +171,7 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
         raise LivemixError(f"--blocksize {blocksize}: must be at least 1")
     chunk = max(blocksize, int(CHUNK_S * sr) // blocksize * blocksize)
     st = allocate(session, maxblock=blocksize, ring_frames=2 * chunk + 16384)
+    start_denoisers(st)
     sources = [make_source(t, sr) for t in session.tracks]
     for t, pos in zip(session.tracks, st.src_pos):
         if t.input:
@@ -227,6 +228,7 @@ def render(session, out_path: str, duration_s: float | None = None, subtype: str
         seconds = time.perf_counter() - t0
         bar.close()
     finally:
+        stop_denoisers(st)
         for s in sources:
             if s is not None:
                 s.close()

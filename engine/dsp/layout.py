@@ -69,6 +69,10 @@ EngineState = namedtuple(
         "dyn",          # float64 (T, N_DYN)        gate and compressor envelopes, meters
         "key_raw",      # float32 (K, 2, MAXBLOCK)  sidechain keys: key tracks before their strip
         "sbuf",         # float32 (2, MAXBLOCK)     scratch: a stage's input while it crossfades
+        "dn_states",    # int64 (D, 2)              denoise: RNNoise states (this process's)
+        "dn_fifo",      # float32 (D, 2, 4, 480)    denoise: frame FIFOs (engine.dsp.denoise)
+        "dn_pos",       # float64 (D, 4)            denoise: FIFO position, speech probability
+        "dn_dry",       # float32 (D, 2, DRY)       denoise: the dry signal, delayed as much
     ],
 )
 

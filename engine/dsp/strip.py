@@ -21,13 +21,22 @@ State per track (allocated by ``engine.rt.state``; T tracks):
   bq      float64 (T, N_BQ, 5)   biquads [b0, b1, b2, a1, a2]: 0-1 high-pass, 2-5 EQ bands
   bq_z    float64 (T, N_BQ, 2, 2) their state per channel
   dyn     float64 (T, N_DYN)     gate and compressor envelopes, meters' accumulators
+  dn_*    the denoise stage's (engine.dsp.denoise), one row per track that has it
+
+Denoise, when the session gives a track one, always runs (switched out, it passes
+the dry signal delayed as much): the track is DN_LATENCY (1440 samples, 30 ms)
+late, live and offline alike, whether it is switched in or not.
 """
 import math
 
 import numpy as np
 
+from .denoise import LATENCY as DN_LATENCY
+from .denoise import denoise_segment
 from .jit import rt_kernel
 from .vec import copy
+
+DN_DRY = 2048           # the dry delay line (a power of two over denoise's LATENCY)
 
 GRID = 32               # samples between parameter updates (session time)
 SMOOTH_S = 0.010        # glide of a continuous parameter (time constant, s)
@@ -72,7 +81,8 @@ SC_RMS = 5              # 1: the compressor's detector is RMS
 SC_KEY = 6              # the compressor's key: -1 itself, else a row of key_raw
 SC_KEYSRC = 7           # this track is a key: its row in key_raw, else -1
 SC_USED = 8             # 1 when any stage is in or crossing (else the strip is skipped)
-N_SC = 9
+SC_DN = 9               # the session has denoise on this track: its row of the dn_ arrays, else -1
+N_SC = 10
 EQ_PEAK, EQ_LOWSHELF, EQ_HIGHSHELF, EQ_LOWCUT, EQ_HIGHCUT = 0, 1, 2, 3, 4
 
 N_BQ = 6
@@ -89,7 +99,8 @@ D_COMP_MAX = 6          # largest compressor reduction since the last publish, d
 D_RECOMPUTE = 7         # 1: recompute the filters at the next grid point
 D_GATE_ENV = 8          # the gate's level detector: the peak held DETECT_HOLD_S, then decaying
 D_GATE_EHOLD = 9        # ... samples of its hold left
-N_DYN = 10
+D_DN_DRY = 10           # write position in the denoise stage's dry delay line
+N_DYN = 11
 
 _LN10_20 = math.log(10.0) / 20.0
 
@@ -395,10 +406,34 @@ def _stage_mix(x, dry, a, b, m0, m1, i0):
 
 
 @rt_kernel
-def _run_span(x, key, dry, a, b, i0, sp, cfg, bq, z, d, sr):
+def _denoise(x, dry, a, b, m0, m1, i0, dns, dnf, dnp, dnd, d):
+    """The denoise stage over x[:, a:b]: RNNoise, LATENCY samples late, crossfaded with
+    the dry signal delayed as much (so switching it never moves the track in time)."""
+    mask = DN_DRY - 1
+    w = int(d[D_DN_DRY])
+    for c in range(2):
+        line = dnd[c]
+        for i in range(a, b):
+            j = (w + i - a) & mask
+            dry[c, i] = line[(j - DN_LATENCY) & mask]
+            line[j] = x[c, i]
+    d[D_DN_DRY] = (w + b - a) & mask
+    if m0 == 0.0 and m1 == 0.0:
+        for c in range(2):
+            copy(x[c], a, dry[c], a, b - a)
+        return
+    denoise_segment(dns, dnf, dnp, x, a, b)
+    if m0 != 1.0 or m1 != 1.0:
+        _stage_mix(x, dry, a, b, m0, m1, i0)
+
+
+@rt_kernel
+def _run_span(x, key, dry, a, b, i0, sp, cfg, bq, z, d, sr, dns, dnf, dnp, dnd):
     """The stages over x[:, a:b], all inside one grid step (that began at sample i0)."""
     cur = sp[SP_CUR]
     prev = sp[SP_PREV]
+    if cfg[SC_DN] >= 0:
+        _denoise(x, dry, a, b, prev[P_DENOISE], cur[P_DENOISE], i0, dns, dnf, dnp, dnd, d)
     for stage in range(4):
         j = (P_HPF, P_GATE, P_EQ, P_COMP)[stage]
         m1 = cur[j]
@@ -425,10 +460,11 @@ def _run_span(x, key, dry, a, b, i0, sp, cfg, bq, z, d, sr):
 
 
 @rt_kernel
-def strip_segment(x, key, dry, a, b, frame0, sp, cfg, bq, z, d, sr):
+def strip_segment(x, key, dry, a, b, frame0, sp, cfg, bq, z, d, sr, dns, dnf, dnp, dnd):
     """One track's strip over its signal x[:, a:b] (in place); frame0 is the session
     frame of x[:, 0], so the grid is session time. key: the compressor's key signal
-    (another track's, as it came from its source) or unused; dry: (2, N) scratch."""
+    (another track's, as it came from its source) or unused; dry: (2, N) scratch;
+    dns, dnf, dnp, dnd: its denoise state (engine.dsp.denoise), when it has one."""
     i = a
     while i < b:
         f = frame0 + i
@@ -436,6 +472,6 @@ def strip_segment(x, key, dry, a, b, frame0, sp, cfg, bq, z, d, sr):
             grid_step(sp, cfg, bq, d, sr)
         i0 = i - (f % GRID)
         end = min(b, i0 + GRID)
-        if cfg[SC_USED] != 0:
-            _run_span(x, key, dry, i, end, i0, sp, cfg, bq, z, d, sr)
+        if cfg[SC_USED] != 0 or cfg[SC_DN] >= 0:
+            _run_span(x, key, dry, i, end, i0, sp, cfg, bq, z, d, sr, dns, dnf, dnp, dnd)
         i = end

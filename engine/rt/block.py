@@ -40,7 +40,7 @@ from ..dsp.smoothing import ramp_to
 from ..dsp.vec import copy, fill, peak, peak_sumsq
 from ..params import (P_DUCK_DEPTH, P_GAIN, P_MASTER_GAIN, P_MUTE, P_PAN, P_SOLO, P_STRIP,
                       db_to_lin, lin_to_db, pan_gains)
-from ..dsp.strip import (D_COMP_DB, D_COMP_MAX, D_GATE_DB, D_GATE_MIN, N_SP, SC_KEY,
+from ..dsp.strip import (D_COMP_DB, D_COMP_MAX, D_GATE_DB, D_GATE_MIN, N_SP, SC_DN, SC_KEY,
                          SC_KEYSRC, SP_TARGET, strip_segment)
 from .fpu import denormals_off, fpu_restore
 from .rings import ring_pull
@@ -144,8 +144,10 @@ def _segment(st, a, b):
     sr = np.float64(cfg[C_SR])
     for t in range(ntracks):
         ks = st.sp_cfg[t, SC_KEY]
+        dn = max(st.sp_cfg[t, SC_DN], 0)
         strip_segment(st.tbuf[t], st.key_raw[ks if ks >= 0 else 0], st.sbuf, a, b, frame0,
-                      st.sp[t], st.sp_cfg[t], st.bq[t], st.bq_z[t], st.dyn[t], sr)
+                      st.sp[t], st.sp_cfg[t], st.bq[t], st.bq_z[t], st.dyn[t], sr,
+                      st.dn_states[dn], st.dn_fifo[dn], st.dn_pos[dn], st.dn_dry[dn])
     # ducking rules: key sum after the key tracks' faders, then the envelope
     for r in range(nrules):
         key = st.keybuf

@@ -72,8 +72,11 @@ def unpack(addr, shp):
         # the channel strip
         _a3(addr, shp, 52, f8), _a2(addr, shp, 53, i8), _a3(addr, shp, 54, f8),
         _a4(addr, shp, 55, f8), _a2(addr, shp, 56, f8), _a3(addr, shp, 57, f4),
-        _a2(addr, shp, 58, f4))
-    k = 59
+        _a2(addr, shp, 58, f4),
+        # the strip's denoise stage
+        _a2(addr, shp, 59, i8), _a4(addr, shp, 60, f4), _a2(addr, shp, 61, f8),
+        _a3(addr, shp, 62, f4))
+    k = 63
     io = IoState(
         _a1(addr, shp, k, i8), _a1(addr, shp, k + 1, i8), _a1(addr, shp, k + 2, i8),
         _a1(addr, shp, k + 3, i8), _a2(addr, shp, k + 4, i8), _a2(addr, shp, k + 5, f4),

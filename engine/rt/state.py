@@ -18,9 +18,10 @@ from ..dsp.layout import (C_PUBLISH, K_NEXT_PUB, M_DETECT, M_TRUE_PEAK, N_SNAP, 
                           M_GAIN_DB, M_RAMP, M_RELEASE, N_CFG, N_CLOCK, N_LIM, N_LIMI, N_MASTER,
                           N_RCFG, N_RSTATE, N_SPOS, N_TCTL, R_GAIN, R_PAN_L, R_PAN_R, S_EOF,
                           T_GAIN_DB, T_MUTE, T_PAN, T_SOLO, EngineState)
-from ..dsp.strip import (BQ_EQ0, D_GATE_DB, D_RECOMPUTE, N_BQ, N_DYN, N_SC, N_SP, P_GATE_RANGE,
-                         P_HPF_FREQ, SC_KEY, SC_KEYSRC, SC_RMS, SC_SLOPE, SC_TYPE0, SC_USED,
-                         design_hpf)
+from ..dsp.denoise import FRAME as DN_FRAME
+from ..dsp.strip import (BQ_EQ0, D_GATE_DB, D_RECOMPUTE, DN_DRY, N_BQ, N_DYN, N_SC, N_SP,
+                         P_GATE_RANGE, P_HPF_FREQ, SC_DN, SC_KEY, SC_KEYSRC, SC_RMS, SC_SLOPE,
+                         SC_TYPE0, SC_USED, design_hpf)
 from ..dsp.meters import TP_PAD, TP_TAPS, Meter, init_meter, meter_shapes
 from ..dsp.smoothing import ramp_jump
 from ..dsp.limiter import TP_MARGIN_DB
@@ -68,6 +69,7 @@ def allocate(session, maxblock: int | None = None, ring_frames: int | None = Non
     nrules = max(len(session.ducking), 1)
     ring = _pow2(ring_frames or int(READ_AHEAD_S * sr))
     window = max(2, round(LOOKAHEAD_S * sr))
+    ndn = max(1, len(denoise_tracks(session)))
     shapes = {
         "cfg": ((N_CFG,), np.int64),
         "clock": ((N_CLOCK,), np.int64),
@@ -118,6 +120,10 @@ def allocate(session, maxblock: int | None = None, ring_frames: int | None = Non
         "dyn": ((ntracks, N_DYN), np.float64),
         "key_raw": ((max(1, len(key_tracks(session))), 2, maxblock), np.float32),
         "sbuf": ((2, maxblock), np.float32),
+        "dn_states": ((ndn, 2), np.int64),
+        "dn_fifo": ((ndn, 2, 4, DN_FRAME), np.float32),
+        "dn_pos": ((ndn, 4), np.float64),
+        "dn_dry": ((ndn, 2, DN_DRY), np.float32),
     }
     st = EngineState(**{name: alloc(name, shape, dtype)
                         for name, (shape, dtype) in shapes.items()})
@@ -136,10 +142,32 @@ def key_tracks(session) -> list[int]:
     return keys
 
 
+def denoise_tracks(session) -> list[int]:
+    """Tracks whose strip has the denoise stage, in order (rows of the dn_ arrays)."""
+    return [t for t, track in enumerate(session.tracks) if track.strip.denoise]
+
+
+def start_denoisers(st: EngineState) -> None:
+    """Give each denoise row RNNoise states of this process (they are C heap memory:
+    each process that runs the kernels makes its own: the offline renderer, the audio
+    process). Rows with none pass their audio through. Control thread."""
+    from ..dsp.denoise import create_states
+    for row in range(st.dn_states.shape[0]):
+        if any(st.sp_cfg[t, SC_DN] == row for t in range(st.sp_cfg.shape[0])):
+            st.dn_states[row] = create_states(2)
+
+
+def stop_denoisers(st: EngineState) -> None:
+    from ..dsp.denoise import destroy_states
+    if st.dn_states.any():
+        destroy_states(st.dn_states)
+
+
 def _init_strip(st: EngineState, session) -> None:
     """Each track's strip as the session sets it (engine.strip; engine.dsp.strip)."""
     from ..strip import EQ_TYPES, initial_values
     keys = key_tracks(session)
+    dn = denoise_tracks(session)
     names = [t.name for t in session.tracks]
     for t, track in enumerate(session.tracks):
         s = track.strip
@@ -153,6 +181,7 @@ def _init_strip(st: EngineState, session) -> None:
             if s.comp is not None and s.comp.key != "self" else -1
         cfg[SC_KEYSRC] = keys.index(t) if t in keys else -1
         cfg[SC_USED] = 1 if not s.empty else 0
+        cfg[SC_DN] = dn.index(t) if t in dn else -1
         d = st.dyn[t]
         d[D_RECOMPUTE] = 1.0
         d[D_GATE_DB] = -min(st.sp[t, 1, P_GATE_RANGE], 120.0)   # a gate starts closed
