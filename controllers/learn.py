@@ -1,7 +1,8 @@
 """MIDI learn: move a control for each parameter in turn, get a mapping file.
 
 ``learn(session, port, out_path)`` walks through the session's parameters in
-this order: for each track gain, pan, mute, solo; then the master gain; then
+this order: for each track gain, pan, mute, solo (with ``strip``, `--strip`, then
+its channel strip's stage switches and main values); then the master gain; then
 each ducking rule's duck_depth. For each it prompts ``move the control for
 <target> <param> (Enter to skip)`` and binds the next control moved:
 
@@ -64,7 +65,7 @@ POLL_S = 0.002          # port polling period
 TOUCH_NOTES = range(104, 113)   # Mackie fader touch notes: strips 1-8 and the master
 RELATIVE_TICKS = frozenset(range(1, 16)) | frozenset(range(65, 80))
 
-SWITCH_PARAMS = ("mute", "solo")
+SWITCH_PARAMS = ("mute", "solo", "denoise", "hpf", "gate", "eq", "comp")   # buttons
 
 
 class LearnError(LivemixError):
@@ -82,12 +83,33 @@ class Step:
     hint: str = ""
 
 
-def steps_for(session) -> list[Step]:
-    """The parameters to learn, in order: each track's gain, pan, mute, solo; the
-    master gain; each ducking rule's duck_depth."""
+def strip_steps(strip) -> list[str]:
+    """The strip parameters worth a control on a track with ``strip``: each stage it has,
+    its switch (bypass) and the values people ride (not its time constants)."""
+    params = []
+    if strip.denoise:
+        params.append("denoise")
+    if strip.hpf:
+        params += ["hpf", "hpf_freq"]
+    if strip.gate:
+        params += ["gate", "gate_threshold", "gate_range"]
+    if strip.eq:
+        params.append("eq")
+        for k, band in enumerate(strip.eq, start=1):
+            params += [f"eq{k}_freq"] + ([] if band.type.endswith("-cut") else [f"eq{k}_gain"])
+    if strip.comp:
+        params += ["comp", "comp_threshold", "comp_ratio", "comp_makeup"]
+    return params
+
+
+def steps_for(session, strip: bool = False) -> list[Step]:
+    """The parameters to learn, in order: each track's gain, pan, mute, solo (and with
+    ``strip``, its strip's switches and main values: ``strip_steps``); the master gain;
+    each ducking rule's duck_depth."""
     steps = []
     for t in session.tracks:
-        for param in ("gain", "pan", "mute", "solo"):
+        for param in ("gain", "pan", "mute", "solo") + (tuple(strip_steps(t.strip))
+                                                         if strip else ()):
             steps.append(Step(t.name, param, t.name))
     steps.append(Step("master", "gain", "master"))
     for i, rule in enumerate(session.ducking):
@@ -502,7 +524,7 @@ def stdin_keys(stream=None) -> StdinKeys:
 def learn(session, port, out_path, *, say=print, skip=None, done=None,
           timeout_s: float | None = None, force: bool = False, api: str = "auto",
           name: str | None = None, settle_s: float = SETTLE_S,
-          clock=time.monotonic) -> LearnResult:
+          clock=time.monotonic, strip: bool = False) -> LearnResult:
     """Learn a mapping for ``session`` from a MIDI input and write it to ``out_path``.
 
     port       a port name (a substring, opened with ``InputPort``: a PortError
@@ -515,6 +537,7 @@ def learn(session, port, out_path, *, say=print, skip=None, done=None,
                this long; None waits until a control or a skip
     force      overwrite ``out_path`` if it exists (else LearnError, before
                anything is asked)
+    strip      also each track's channel strip (``strip_steps``)
     Returns a ``LearnResult``. Control thread.
     """
     out = Path(out_path)
@@ -531,7 +554,7 @@ def learn(session, port, out_path, *, say=print, skip=None, done=None,
     try:
         learner = Learner(say=say, settle_s=settle_s)
         parser = MidiParser()
-        steps = steps_for(session)
+        steps = steps_for(session, strip=strip)
         skipped = []
         finished = False
         for k, step in enumerate(steps):

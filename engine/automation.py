@@ -6,9 +6,11 @@ them out on a control thread into the take's sidecar as ``automation``, a
 list of ``{"frame", "target", "param", "value"}`` (a contract):
 
 - target: a track name, "master", or "ducking[N]" (1-based) for duck_depth;
-- param: gain | pan | mute | solo | duck_depth;
+- param: gain | pan | mute | solo | duck_depth, or a channel strip parameter
+  (``engine.strip.PARAMS``: hpf_freq, comp_threshold, ...);
 - value: dB for gain and duck_depth ("-inf" for silence), -1..1 for pan,
-  0/1 for mute and solo.
+  0/1 for mute, solo and the strip's stage switches, a strip value in its unit
+  ("inf" for an infinite ratio or range).
 
 Frames are session frames (counted from the start of the run); the sidecar's
 ``start_frame`` is where the take begins (0 for a take started with the run),
@@ -24,14 +26,15 @@ from pathlib import Path
 
 from .dsp.layout import A_READ, A_WRITE, CMD_FRAME, CMD_PARAM, CMD_TARGET, CMD_VALUE
 from .errors import LivemixError
-from .params import P_DUCK_DEPTH, P_GAIN, P_MASTER_GAIN, P_MUTE, P_PAN, P_SOLO, PARAM_IDS
+from .control import RULE, TRACK
+from .params import P_DUCK_DEPTH, P_MASTER_GAIN, P_MUTE, P_SOLO
 
-_NAMES = {P_GAIN: "gain", P_PAN: "pan", P_MUTE: "mute", P_SOLO: "solo",
-          P_DUCK_DEPTH: "duck_depth", P_MASTER_GAIN: "gain"}
+_NAMES = {p.pid: p.name for p in (*TRACK.values(), *RULE.values())}
+_NAMES[P_MASTER_GAIN] = "gain"
 
 
 def _json_value(v: float):
-    return "-inf" if v == -math.inf else float(v)
+    return "-inf" if v == -math.inf else "inf" if v == math.inf else float(v)
 
 
 def drain(st, session, frame_offset: int = 0) -> list[dict]:
@@ -76,13 +79,18 @@ def commands_from(automation: list, session, source: str = "automation") -> list
             value = entry["value"]
         except (KeyError, TypeError, ValueError):
             raise LivemixError(f"{where}: needs frame, target, param and value") from None
-        value = -math.inf if value == "-inf" else float(value)
+        try:
+            value = float(value)        # also "-inf" and "inf"
+        except (TypeError, ValueError):
+            value = math.nan
+        if math.isnan(value):
+            raise LivemixError(f"{where}: value {entry['value']!r} is not a number")
         if target == "master":
             if param != "gain":
                 raise LivemixError(f"{where}: the master has only a gain, not {param!r}")
             cmds.append((frame, P_MASTER_GAIN, 0, value))
             continue
-        if param not in PARAM_IDS or param == "master_gain":
+        if param not in TRACK and param != "duck_depth":
             raise LivemixError(f"{where}: unknown param {param!r}")
         if param == "duck_depth":
             try:
@@ -97,7 +105,7 @@ def commands_from(automation: list, session, source: str = "automation") -> list
         names = [t.name for t in session.tracks]
         if target not in names:
             raise LivemixError(f"{where}: the session has no track {target!r}")
-        cmds.append((frame, PARAM_IDS[param], names.index(target), value))
+        cmds.append((frame, TRACK[param].pid, names.index(target), value))
     cmds.sort(key=lambda c: c[0])
     return cmds
 

@@ -266,7 +266,7 @@ def cmd_learn(args) -> int:
     keys = stdin_keys()                      # Enter = skip, q Enter = finish and write
     result = learn(session, port, args.output, say=print, skip=keys.skip, done=keys.done,
                    timeout_s=args.timeout, force=args.force,
-                   api=args.midi_api or session.controller.api)
+                   api=args.midi_api or session.controller.api, strip=args.strip)
     return 0 if result.path else 1
 
 
@@ -545,6 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
                     help="skip a parameter when no control moves for this long")
     lp.add_argument("--midi-api", default=None, metavar="API")
+    lp.add_argument("--strip", action="store_true", help="also each track's channel strip "
+                    "(stage switches, filter frequencies, thresholds, gains)")
     lp.set_defaults(func=cmd_learn)
 
     rec = sub.add_parser("recover", help="repair a take cut short (kill -9, crash): every "

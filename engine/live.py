@@ -22,13 +22,14 @@ import numpy as np
 from .automation import drain as drain_automation
 from .dsp.layout import (EV_UNDERRUN, EV_XRUN, Q_READ, Q_WRITE, PA_INPUT_OVERFLOW, PA_INPUT_UNDERFLOW,
                          PA_OUTPUT_OVERFLOW, PA_OUTPUT_UNDERFLOW, SN_CEIL, SN_M, SN_PEAK_L, SN_PEAK_R, SN_S,
-                         ST_LAST_PPM, STK_PEAK, STK_TP, A_LOST, DS_DEPTH, IO_RECORD, ST_REC_START, M_GAIN_DB, T_GAIN_DB, T_MUTE, T_PAN,
+                         ST_LAST_PPM, STK_COMP, STK_GATE, STK_OPEN, STK_PEAK, STK_TP, A_LOST, DS_DEPTH, IO_RECORD, ST_REC_START, M_GAIN_DB, T_GAIN_DB, T_MUTE, T_PAN,
                          T_SOLO, K_FRAME, LOAD_BIN_PPM, S_UNDERRUNS, ST_CALLBACKS,
                          ST_FRAMES, ST_MAX_NS, ST_MAX_PPM, ST_REC_DROPPED, ST_SUM_PPM, ST_XRUNS,
                          EngineState, IoState)
 from . import control
 from .errors import LivemixError
-from .params import P_DUCK_DEPTH, P_GAIN, P_MASTER_GAIN, P_MUTE, P_PAN, P_SOLO
+from .params import P_DUCK_DEPTH, P_GAIN, P_MASTER_GAIN, P_MUTE, P_PAN, P_SOLO, P_STRIP
+from .dsp.strip import SP_TARGET
 from .rt import shm
 from .rt.cycle import engine_cycle
 from .rt.rings import command_push
@@ -127,6 +128,21 @@ class Summary:
                        "the take holds silence in their place")
         return out
 
+
+
+def _db_array(gains: np.ndarray) -> np.ndarray:
+    """Linear gains -> dB (-inf for 0)."""
+    with np.errstate(divide="ignore"):
+        return 20.0 * np.log10(gains)
+
+
+def _strip_meters(strip, row) -> dict:
+    """A track's strip meters from its snapshot row: the gate's state and gain reduction
+    (dB, <= 0), the compressor's reduction (dB, <= 0); None for a stage it does not have."""
+    gate = strip.gate is not None
+    return {"gate_open": bool(row[STK_OPEN]) if gate else None,
+            "gate_gr_db": float(row[STK_GATE]) if gate else None,
+            "comp_gr_db": -float(row[STK_COMP]) if strip.comp is not None else None}
 
 class LiveEngine:
     """Runs a session in real time. ``start``, ``set``, ``status``, ``stop``."""
@@ -337,11 +353,15 @@ class LiveEngine:
                 rec.note(e[0], e[1], frame - start)
 
     def _sample_lanes(self) -> None:
-        """Ducking gain reduction at LANE_HZ for the take report (control thread)."""
+        """Gain reduction lanes at LANE_HZ for the take report: each ducking rule's and
+        each compressor's, the most reduction (dB, <= 0) in each 1/LANE_HZ s (control
+        thread)."""
         rec = self.recorder
-        if rec is None or not rec.recording or len(self.session.ducking) == 0:
+        if rec is None or not rec.recording or not self._lane_names:
             return
         snap = read_snapshot(self.st)
+        rules = snap.rules[:len(self.session.ducking)]     # (the array has at least one)
+        now = np.concatenate([_db_array(rules), -snap.tracks[self._comp_tracks, STK_COMP]])
         step = self.session.engine.samplerate // LANE_HZ
         start = int(self.io.stats[ST_REC_START])
         bucket = (int(snap.frame) - start) // step
@@ -349,23 +369,28 @@ class LiveEngine:
         if lanes["frame0"] is None:
             lanes["frame0"] = max(0, bucket) * step
             lanes["_bucket"] = max(0, bucket)
-            lanes["_min"] = snap.rules.copy()
+            lanes["_min"] = now
         if bucket > lanes["_bucket"]:
-            for r, g in enumerate(lanes["_min"]):
-                lanes["duck_gr_db"][f"ducking[{r + 1}]"].append(round(_db(g), 2))
+            for (group, name), v in zip(self._lane_names, lanes["_min"]):
+                lanes[group][name].append(round(float(v), 2))
             lanes["_bucket"] += 1
             while lanes["_bucket"] < bucket:      # a gap: repeat the last value
-                for values in lanes["duck_gr_db"].values():
-                    values.append(values[-1])
+                for group, name in self._lane_names:
+                    lanes[group][name].append(lanes[group][name][-1])
                 lanes["_bucket"] += 1
-            lanes["_min"] = snap.rules.copy()
+            lanes["_min"] = now
         else:
-            lanes["_min"] = np.minimum(lanes["_min"], snap.rules)
+            lanes["_min"] = np.minimum(lanes["_min"], now)
 
     def _reset_lanes(self) -> None:
+        s = self.session
+        self._comp_tracks = [t for t, track in enumerate(s.tracks) if track.strip.comp]
+        self._lane_names = ([("duck_gr_db", f"ducking[{r + 1}]") for r in range(len(s.ducking))]
+                            + [("comp_gr_db", s.tracks[t].name) for t in self._comp_tracks])
         self._lanes = {"rate_hz": LANE_HZ, "frame0": None, "_bucket": 0, "_min": None,
-                       "duck_gr_db": {f"ducking[{r + 1}]": []
-                                      for r in range(len(self.session.ducking))}}
+                       "duck_gr_db": {}, "comp_gr_db": {}}
+        for group, name in self._lane_names:
+            self._lanes[group][name] = []
 
     def snapshot(self) -> dict:
         """Meters and health for a UI (the contract in ``engine.ui``). Any control
@@ -383,7 +408,8 @@ class LiveEngine:
                 "pan": float(st.track_ctl[t, T_PAN]), "mute": bool(st.track_ctl[t, T_MUTE]),
                 "solo": bool(st.track_ctl[t, T_SOLO]),
                 "peak_dbfs": _db(snap.tracks[t, STK_PEAK]),
-                "tp_dbtp": _db(snap.tracks[t, STK_TP]), "duck_gr_db": _db(gr)})
+                "tp_dbtp": _db(snap.tracks[t, STK_TP]), "duck_gr_db": _db(gr),
+                **_strip_meters(track.strip, snap.tracks[t])})
         m = master_meter(st)
         target = s.master.target
         master = {
@@ -489,9 +515,11 @@ class LiveEngine:
 
     def get(self, target, param: str) -> float:
         """The value the audio thread last applied: dB for gains (-inf for silence),
-        -1..1 for pan, 0/1 for mute and solo (targets as for ``set``). Any control
-        thread."""
+        -1..1 for pan, 0/1 for mute, solo and the strip's stage switches, a strip value in
+        its unit (targets as for ``set``). Any control thread."""
         p, t = control.resolve(self.session, target, param)
+        if p.pid >= P_STRIP:
+            return float(self.st.sp[t, SP_TARGET, p.pid - P_STRIP])
         if p.pid == P_MASTER_GAIN:
             return float(self.st.master[M_GAIN_DB])
         if p.pid == P_DUCK_DEPTH:

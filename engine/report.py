@@ -10,7 +10,9 @@ master audio and draws, 1600 x 1000 px, over a shared mm:ss time axis:
 - lane 2, loudness: momentary and short-term LUFS every 100 ms, the target
   line (the sidecar's ``target``, else EBU R128's -23 LUFS dotted, as a
   reference), limiter ceiling hits as ticks along the top;
-- lane 3, ducking gain reduction per rule (the sidecar's ``lanes``);
+- lane 3, ducking gain reduction per rule (the sidecar's ``lanes``), then a
+  lane per compressed track (its compressor's gain reduction; the first 8, the
+  figure growing by COMP_LANE_PX each);
 - lane 4, faders: gain per track and master in dB, step lines from the
   automation log (from the session's initial values when the session file is
   still the one recorded, else from each target's first logged change);
@@ -42,6 +44,8 @@ from pathlib import Path
 from .errors import LivemixError
 
 WIDTH_PX, HEIGHT_PX, DPI = 1600, 1000, 100
+COMP_LANE_PX = 110             # added height per compressed track's lane
+MAX_COMP_LANES = 8             # more compressed tracks than this: the first 8 get lanes
 COLUMNS = 1600                 # envelope columns (about one per pixel of the lanes)
 CHUNK = 1 << 16                # frames read and measured at once
 EBU_REFERENCE_LUFS = -23.0
@@ -424,6 +428,41 @@ def take_markers(data: dict, rate: float) -> dict:
 
 # --- drawing --------------------------------------------------------------------
 
+def _gr_lane(ax, series, lanes_d: dict, rate: float, legend_kw: dict, empty_note: str):
+    """Gain reduction lane: each series (dB, <= 0, at the lanes' rate_hz from frame0) as
+    a filled step line; ``empty_note`` when there is nothing to draw."""
+    import numpy as np
+    drew, lowest = False, 0.0
+    if isinstance(series, dict) and series:
+        hz = _num(lanes_d.get("rate_hz")) or 10.0
+        t0 = _int(lanes_d.get("frame0"), 0) / rate
+        colors = ["#756bb1", "#e377c2", "#8c564b", "#17becf", "#bcbd22", "#7f7f7f"]
+        for i, (name, seq) in enumerate(sorted(series.items())):
+            try:
+                y = np.array([_num(v) if _num(v) is not None else 0.0 for v in seq], float)
+            except TypeError:
+                continue
+            if not y.size:
+                continue
+            y = np.minimum(np.where(np.isfinite(y), y, FADER_FLOOR_DB), 0.0)
+            tt = t0 + np.arange(y.size) / hz
+            col = colors[i % len(colors)]
+            ax.fill_between(tt, y, 0.0, color=col, alpha=0.35, lw=0, step="post")
+            ax.step(tt, y, where="post", color=col, lw=1.0,
+                    label=f"{_short(name)} (max {y.min():.1f} dB)")
+            lowest = min(lowest, float(y.min()))
+            drew = True
+    if drew:
+        ax.set_ylim(min(lowest * 1.15, -1.0) - 0.5, 0.8)
+        ax.legend(**legend_kw)
+    else:
+        ax.text(0.5, 0.5, empty_note or "no data", transform=ax.transAxes, ha="center",
+                va="center", color="#777777")
+        ax.set_ylim(-1.0, 0.5)
+        ax.set_yticks([])
+    ax.axhline(0.0, color="#bbbbbb", lw=0.6)
+
+
 def _short(name: str, n: int = 22) -> str:
     return name if len(name) <= n else name[:n - 1] + "…"
 
@@ -504,23 +543,30 @@ def write_report(sidecar_path, out_png=None, progress=None) -> Path:
     underruns = (len(marks["underrun"]) if marks["underrun"] else
                  sum(_int(v, 0) for v in und.values()) if isinstance(und, dict) else 0)
 
-    fig = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, facecolor="white")
+    lanes_d = data.get("lanes") if isinstance(data.get("lanes"), dict) else {}
+    comps = lanes_d.get("comp_gr_db")
+    comps = dict(list(comps.items())[:MAX_COMP_LANES]) if isinstance(comps, dict) else {}
+    height = HEIGHT_PX + COMP_LANE_PX * len(comps)
+    fig = Figure(figsize=(WIDTH_PX / DPI, height / DPI), dpi=DPI, facecolor="white")
     canvas = FigureCanvasAgg(fig)
-    gs = fig.add_gridspec(4, 1, height_ratios=[3.0, 3.0, 1.6, 2.4], hspace=0.12,
-                          left=0.055, right=0.855, top=0.905, bottom=0.06)
+    gs = fig.add_gridspec(4 + len(comps), 1,
+                          height_ratios=[3.0, 3.0, 1.6] + [1.0] * len(comps) + [2.4],
+                          hspace=0.12, left=0.055, right=0.855,
+                          top=1.0 - 95.0 / height, bottom=60.0 / height)
     ax_w = fig.add_subplot(gs[0])
     ax_l = fig.add_subplot(gs[1], sharex=ax_w)
     ax_d = fig.add_subplot(gs[2], sharex=ax_w)
-    ax_f = fig.add_subplot(gs[3], sharex=ax_w)
-    axes = (ax_w, ax_l, ax_d, ax_f)
+    comp_axes = [fig.add_subplot(gs[3 + i], sharex=ax_w) for i in range(len(comps))]
+    ax_f = fig.add_subplot(gs[3 + len(comps)], sharex=ax_w)
+    axes = (ax_w, ax_l, ax_d, *comp_axes, ax_f)
     legend_kw = dict(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8,
                      frameon=False, borderaxespad=0.0, handlelength=1.6)
 
     # -- title -------------------------------------------------------------------
     renderer = canvas.get_renderer()
 
-    def line(y, parts, size):
-        x = 0.055
+    def line(y, parts, size):           # y: as a fraction of the 1000 px figure
+        x, y = 0.055, 1.0 - (1.0 - y) * HEIGHT_PX / height
         for text, color, weight in parts:
             t = fig.text(x, y, text, color=color, fontsize=size, fontweight=weight,
                          va="baseline", ha="left")
@@ -625,44 +671,15 @@ def write_report(sidecar_path, out_png=None, progress=None) -> Path:
                   ha="center", va="center", color="#777777")
     ax_l.legend(**legend_kw)
 
-    # -- lane 3: ducking ----------------------------------------------------------------
-    lanes_d = data.get("lanes") if isinstance(data.get("lanes"), dict) else None
-    gr = (lanes_d or {}).get("duck_gr_db")
-    drew = False
-    if isinstance(gr, dict) and gr:
-        hz = _num(lanes_d.get("rate_hz")) or 10.0
-        t0 = _int(lanes_d.get("frame0"), 0) / rate
-        lowest = 0.0
-        colors = ["#756bb1", "#e377c2", "#8c564b", "#17becf", "#bcbd22", "#7f7f7f"]
-        for i, (name, seq) in enumerate(sorted(gr.items())):
-            try:
-                y = np.array([_num(v) if _num(v) is not None else 0.0 for v in seq], float)
-            except TypeError:
-                continue
-            if not y.size:
-                continue
-            y = np.where(np.isfinite(y), y, FADER_FLOOR_DB)
-            y = np.minimum(y, 0.0)
-            tt = t0 + np.arange(y.size) / hz
-            col = colors[i % len(colors)]
-            ax_d.fill_between(tt, y, 0.0, color=col, alpha=0.35, lw=0, step="post")
-            ax_d.step(tt, y, where="post", color=col, lw=1.0,
-                      label=f"{_short(name)} (max {y.min():.1f} dB)")
-            lowest = min(lowest, float(y.min()))
-            drew = True
-        if drew:
-            ax_d.set_ylim(min(lowest * 1.15, -1.0) - 0.5, 0.8)
-    if not drew:
-        note = ("no ducking in this take" if isinstance(gr, dict)
-                else "no ducking lanes recorded for this take")
-        ax_d.text(0.5, 0.5, note, transform=ax_d.transAxes, ha="center", va="center",
-                  color="#777777")
-        ax_d.set_ylim(-1.0, 0.5)
-        ax_d.set_yticks([])
-    else:
-        ax_d.legend(**legend_kw)
-    ax_d.axhline(0.0, color="#bbbbbb", lw=0.6)
+    # -- lane 3: ducking; then a lane per compressed track ------------------------------
+    duck = lanes_d.get("duck_gr_db")
+    _gr_lane(ax_d, duck, lanes_d, rate, legend_kw,
+             "no ducking in this take" if isinstance(duck, dict)
+             else "no ducking lanes recorded for this take")
     ax_d.set_ylabel("ducking GR (dB)")
+    for ax, name in zip(comp_axes, comps):
+        _gr_lane(ax, {f"{name} compressor": comps[name]}, lanes_d, rate, legend_kw, "")
+        ax.set_ylabel(f"{_short(name, 10)} comp\nGR (dB)")
 
     # -- lane 4: faders --------------------------------------------------------------------
     initial = _initial_values(data)
@@ -751,7 +768,7 @@ def write_report(sidecar_path, out_png=None, progress=None) -> Path:
     if g_t:
         ev.append(Patch(color="#ff7f0e", alpha=0.3, label=f"silence gap ({len(g_t)})"))
     if ev:
-        fig.legend(handles=ev, loc="lower left", bbox_to_anchor=(0.862, 0.005), fontsize=8,
+        fig.legend(handles=ev, loc="lower left", bbox_to_anchor=(0.862, 5.0 / height), fontsize=8,
                    frameon=False, title="events", title_fontsize=8)
 
     # -- time axis ---------------------------------------------------------------------------
@@ -769,7 +786,7 @@ def write_report(sidecar_path, out_png=None, progress=None) -> Path:
             ax.spines[side_name].set_visible(False)
     for ax in axes[:-1]:
         ax.tick_params(labelbottom=False)
-    for ax in (ax_l, ax_d, ax_f):
+    for ax in axes[1:]:
         ax.grid(True, axis="y", color="#eeeeee", lw=0.6)
 
     out_tmp = out.with_name(f".{out.name}.tmp.png")

@@ -317,3 +317,32 @@ def test_written_text_escapes_names(tmp_path, maker):
     path.write_text(mapping_text("x", "y\tz", bindings), encoding="utf-8")
     m = load_mapping(path, [t.name for t in s.tracks])
     assert [b.target for b in m.bindings] == [0, 1, 2]
+
+
+def test_strip_steps_and_a_strip_mapping_that_loads(tmp_path, maker):
+    """With --strip, a track's strip stages follow its four basics (switches and the
+    values people ride); a button binds a stage switch as a toggle, a knob a value as
+    absolute, and the file written loads back."""
+    maker.audio("v.wav", np.zeros(SR))
+    s = load_session(maker.session([{
+        "name": "v", "file": "v.wav", "hpf": {"freq_hz": 90.0},
+        "eq": [{"type": "peak", "freq_hz": 2000.0}, {"type": "low-cut", "freq_hz": 60.0}],
+        "comp": {"threshold_db": -20.0}}]))
+    assert [p.param for p in steps_for(s, strip=True)] == [
+        "gain", "pan", "mute", "solo", "hpf", "hpf_freq", "eq", "eq1_freq", "eq1_gain",
+        "eq2_freq", "comp", "comp_threshold", "comp_ratio", "comp_makeup", "gain"]
+    assert [p.param for p in steps_for(s)] == ["gain", "pan", "mute", "solo", "gain"]
+    lr = Learner(say=lambda *_: None)
+    comp = Step("v", "comp", "v")
+    b = play(lr, comp, [(0.0, [0xB0, 48, 127])])
+    assert (b["control"], b["mode"]) == ("cc", "toggle")
+    thr = Step("v", "comp_threshold", "v")
+    k = play(lr, thr, [(1.0 + 0.01 * i, [0xB0, 21, 40 + i]) for i in range(6)])
+    assert (k["control"], k["number"], k["mode"]) == ("cc", 21, "absolute")
+    for b_, step in ((b, comp), (k, thr)):
+        b_.update(target=step.target, param=step.param)
+    path = tmp_path / "strip.toml"
+    path.write_text(mapping_text("x", "", [b, k]), encoding="utf-8")
+    m = load_mapping(path, ["v"])
+    assert [(x.param, x.mode) for x in m.bindings] == [("comp", "toggle"),
+                                                      ("comp_threshold", "absolute")]

@@ -20,15 +20,21 @@ from engine.session import load_session
 SR = 48000
 
 
-def run_strip(maker, x, strip, name="s.toml", blocksize=128, commands=(), seconds=None):
+def run_strip(maker, x, strip, name="s.toml", blocksize=128, commands=(), seconds=None,
+              cli=None):
     """x (n, 2) float64 through one track with ``strip`` (a dict of the track's strip keys);
-    returns the render (session time) as float64 (n, 2)."""
+    returns the render (session time) as float64 (n, 2). With ``cli`` (the fixture), through
+    the `livemix render` command instead of the function."""
     maker.audio(f"{name}.wav", x, subtype="FLOAT")
-    s = load_session(maker.session([{"name": "v", "file": f"{name}.wav", **strip}],
-                                   master={"ceiling_db": 0.0}, name=name))
+    path = maker.session([{"name": "v", "file": f"{name}.wav", **strip}],
+                         master={"ceiling_db": 0.0}, name=name)
     out = maker.root / f"{name}.out.wav"
-    render(s, str(out), subtype="FLOAT", blocksize=blocksize, commands=commands,
-           duration_s=seconds)
+    if cli is not None:
+        assert not commands and seconds is None and blocksize == 128   # the session's
+        cli("render", path, "-o", out, "--subtype", "FLOAT")
+    else:
+        render(load_session(path), str(out), subtype="FLOAT", blocksize=blocksize,
+               commands=commands, duration_s=seconds)
     return sf.read(out, dtype="float64", always_2d=True)[0]
 
 
@@ -45,10 +51,11 @@ def steady_db(y, skip):
 # --- filters -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("f,expected", [(100.0, -3.01), (50.0, -12.30), (1000.0, 0.0)])
-def test_hpf_12_db_per_octave_known_answers(maker, f, expected):
+def test_hpf_12_db_per_octave_known_answers(maker, cli, f, expected):
     """|H|^2 = (f/fc)^4 / (1 + (f/fc)^4) at fc = 100 Hz: -3.01 dB there, -12.30 at 50 Hz
-    (+/-0.05 dB, steady sines)."""
-    y = run_strip(maker, stereo(sine(f, 2.0, SR, amp=0.5)), {"hpf": {"freq_hz": 100.0}})
+    (+/-0.05 dB, steady sines), through `livemix render`."""
+    y = run_strip(maker, stereo(sine(f, 2.0, SR, amp=0.5)), {"hpf": {"freq_hz": 100.0}},
+                  cli=cli)
     assert steady_db(y, SR) - 20 * np.log10(0.5) == pytest.approx(expected, abs=0.05)
 
 
@@ -74,9 +81,10 @@ def test_eq_bands_equal_the_cookbook(maker):
     assert np.abs(y - sosfilt(sos, x, axis=0)).max() < 2e-6
 
 
-def test_peak_band_known_answer_and_unity_bands_pass_unchanged(maker):
+def test_peak_band_known_answer_and_unity_bands_pass_unchanged(maker, cli):
     y = run_strip(maker, stereo(sine(1000, 2.0, SR, amp=0.25)),
-                  {"eq": [{"type": "peak", "freq_hz": 1000.0, "gain_db": 6.0, "q": 1.0}]})
+                  {"eq": [{"type": "peak", "freq_hz": 1000.0, "gain_db": 6.0, "q": 1.0}]},
+                  cli=cli)
     assert steady_db(y, SR) - 20 * np.log10(0.25) == pytest.approx(6.0, abs=0.05)
     rng = np.random.default_rng(4)
     x = rng.uniform(-0.5, 0.5, (SR // 2, 2))
@@ -93,11 +101,12 @@ def square(level_db, seconds, freq=100.0):
     return stereo(10 ** (level_db / 20) * np.sign(np.sin(2 * np.pi * freq * t) + 1e-12))
 
 
-def test_compressor_static_known_answers(maker):
-    """A -10 dBFS square through -20 dB, 4:1, hard knee: -17.5 dBFS (+/-0.1); with a 6 dB
-    knee a square at the threshold is reduced by 0.5625 dB (+/-0.05)."""
+def test_compressor_static_known_answers(maker, cli):
+    """A -10 dBFS square through -20 dB, 4:1, hard knee: -17.5 dBFS (+/-0.1), through
+    `livemix render`; with a 6 dB knee a square at the threshold is reduced by 0.5625 dB
+    (+/-0.05)."""
     y = run_strip(maker, square(-10.0, 1.0), {"comp": {"threshold_db": -20.0, "ratio": 4.0,
-                                                     "knee_db": 0.0}})
+                                                     "knee_db": 0.0}}, cli=cli)
     assert 20 * np.log10(np.abs(y[SR // 2:, 0]).max()) == pytest.approx(-17.5, abs=0.1)
     y = run_strip(maker, square(-20.0, 1.0), {"comp": {"threshold_db": -20.0, "ratio": 4.0,
                                                      "knee_db": 6.0}}, name="knee.toml")

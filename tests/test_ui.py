@@ -89,6 +89,20 @@ def test_bridge_shows_every_field():
     assert "CLIP" not in text and "DEVICE LOST" not in text
 
 
+def test_bridge_shows_the_strip_gate_and_compressor():
+    snap = make_snapshot()
+    snap["tracks"][0].update(gate_open=True, gate_gr_db=0.0, comp_gr_db=-4.5)
+    snap["tracks"][1].update(gate_open=False, gate_gr_db=-30.0, comp_gr_db=0.0)
+    snap["tracks"][2].update(gate_open=None, gate_gr_db=None, comp_gr_db=None)
+    text = text_of(render(snap, 0, PeakHolds()), width=160)
+    head = line_with(text, "track")
+    assert "gate" in head and "comp" in head
+    voice, music, fx = (line_with(text, n) for n in ("voice", "music", "fx"))
+    assert voice.rstrip().endswith("open  -4.5 dB")
+    assert music.rstrip().endswith("-30.0 dB        -")       # closed; comp idle
+    assert fx.rstrip().endswith("-")                          # the duck column, no strip
+
+
 def test_bridge_clip_holds_two_seconds_then_clears():
     holds = PeakHolds()
     snap = make_snapshot()

@@ -176,7 +176,8 @@ STK_PEAK = 0        # track post-fader sample peak over the interval, L/R (linea
 STK_TP = 1          # track source (pre-fader) true peak since the start (linear)
 STK_GATE = 2        # the strip's gate: lowest gain over the interval, dB (<= 0; 0 open)
 STK_COMP = 3        # the strip's compressor: largest gain reduction over the interval, dB
-N_SNT = 4
+STK_OPEN = 4        # the strip's gate: 1 if open when published, 0 closed
+N_SNT = 5
 
 # events (audio thread -> control thread)
 EV_XRUN = 1         # value: PortAudio status flags

@@ -32,7 +32,7 @@ from ..dsp.layout import (A_LOST, A_READ, A_WRITE, C_LOOKAHEAD, C_MAXBLOCK, C_MI
                           T_SOLO, C_PUBLISH, C_SR, EV_CEILING, EV_FRAME, EV_KIND, EV_QUIET_S,
                           EV_UNDERRUN, EV_VALUE, K_NEXT_PUB, M_ACC, M_DETECT, M_TRUE_PEAK,
                           S_UNDERRUNS, SN_CEIL, SN_FRAME, SN_M, SN_PEAK_L, SN_PEAK_R, SN_S,
-                          SN_SEQ, STK_COMP, STK_GATE, STK_PEAK, STK_TP)
+                          SN_SEQ, STK_COMP, STK_GATE, STK_OPEN, STK_PEAK, STK_TP)
 from ..dsp.limiter import limit_segment
 from ..dsp.meters import MS_M, MS_S, Meter, meter_feed, tp_scan_delay
 from ..dsp.mix import add_key, gain_stage, mix_track
@@ -40,7 +40,7 @@ from ..dsp.smoothing import ramp_to
 from ..dsp.vec import copy, fill, peak, peak_sumsq
 from ..params import (P_DUCK_DEPTH, P_GAIN, P_MASTER_GAIN, P_MUTE, P_PAN, P_SOLO, P_STRIP,
                       db_to_lin, lin_to_db, pan_gains)
-from ..dsp.strip import (D_COMP_DB, D_COMP_MAX, D_GATE_DB, D_GATE_MIN, N_SP, SC_DN, SC_KEY,
+from ..dsp.strip import (D_COMP_DB, D_COMP_MAX, D_GATE_DB, D_GATE_OPEN, D_GATE_MIN, N_SP, SC_DN, SC_KEY,
                          SC_KEYSRC, SP_TARGET, strip_segment)
 from .fpu import denormals_off, fpu_restore
 from .rings import ring_pull
@@ -270,6 +270,7 @@ def _publish(st, frame):
         d = st.dyn[t]
         st.snap_track[t, STK_GATE] = d[D_GATE_MIN]
         st.snap_track[t, STK_COMP] = d[D_COMP_MAX]
+        st.snap_track[t, STK_OPEN] = d[D_GATE_OPEN]
         d[D_GATE_MIN] = d[D_GATE_DB]
         d[D_COMP_MAX] = d[D_COMP_DB]
     for r in range(st.cfg[C_NRULES]):

@@ -10,7 +10,12 @@ in dB, when unknown):
                  "tp_dbtp" (the file's true peak, max since start, measured by the
                             reader as it decodes: up to the read-ahead early; -inf
                             for live inputs),
-                 "duck_gr_db" (ducking gain reduction now, <= 0)}, ...],
+                 "duck_gr_db" (ducking gain reduction now, <= 0),
+                 "gate_open" (the strip's gate open now; None without a gate),
+                 "gate_gr_db" (the gate's deepest attenuation since the previous
+                               snapshot, dB <= 0; None without a gate),
+                 "comp_gr_db" (the compressor's largest gain reduction since the
+                               previous snapshot, dB <= 0; None without one)}, ...],
      "master": {"gain_db", "peak_dbfs", "peak_l_dbfs", "peak_r_dbfs" (since the previous
                 snapshot), "true_peak_dbtp", "sample_peak_max_dbfs" (max since start),
                 "momentary_lufs", "short_term_lufs", "integrated_lufs", "lra_lu",

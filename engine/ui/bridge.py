@@ -190,7 +190,7 @@ CLIP = ("CLIP", "bold white on red")
 
 
 def _row(sel: str, name, fader: str, pan: str, mute, solo, meter: Text, peak: str, flag,
-         tp, duck, style: str | None = None) -> Text:
+         tp, duck, gate=("", ""), comp=("", ""), style: str | None = None) -> Text:
     """One fixed-width meter line. Plain Text lines, not a rich Table: a Table's
     layout costs ~2 ms a track, too slow for 32 tracks at 20 frames a second."""
     if not isinstance(name, tuple):
@@ -202,11 +202,29 @@ def _row(sel: str, name, fader: str, pan: str, mute, solo, meter: Text, peak: st
     line = Text.assemble(
         f"{sel:1} ", (f"{label:<{NAME_W}}", name[1]), f" {fader:>8} {pan:>4} ",
         mute, " ", solo, " ", meter, f" {peak:>6} ", (f"{flag[0]:4}", flag[1]), " ",
-        (f"{tp[0]:>6}", tp[1]), " ", (f"{duck[0]:>8}", duck[1]),
+        (f"{tp[0]:>6}", tp[1]), " ", (f"{duck[0]:>8}", duck[1]), " ",
+        (f"{gate[0]:>9}", gate[1]), " ", (f"{comp[0]:>8}", comp[1]),
         no_wrap=True, overflow="crop")
     if style:
         line.stylize(style)
     return line
+
+
+def _gr_cell(gr, style: str) -> tuple[str, str]:
+    """Gain reduction (dB, <= 0): the figure when it reduces, a dot when idle, blank when
+    the track has no such stage (None)."""
+    if gr is None:
+        return "", ""
+    return (f"{fmt(gr)} dB", style) if _db(gr) < -0.05 else (NONE, "dim")
+
+
+def _gate_cell(t: dict) -> tuple[str, str]:
+    """The gate: "open" (green) or its attenuation when closed; blank without a gate."""
+    if t.get("gate_open") is None:
+        return "", ""
+    if t["gate_open"] and _db(t.get("gate_gr_db")) > -0.05:
+        return "open", "green"
+    return _gr_cell(t.get("gate_gr_db"), "red" if not t["gate_open"] else "green")
 
 
 def _meters(snap: dict, selected: int, holds: PeakHolds, bar_width: int,
@@ -215,7 +233,7 @@ def _meters(snap: dict, selected: int, holds: PeakHolds, bar_width: int,
     selected one), then master L/R (or one master line) and the master true peak."""
     head = _row("", ("track", "bold"), "fader", "pan", ("M", "bold"), ("S", "bold"),
                 Text(scale(bar_width), style="bold"), "peak", None, "TP", "duck",
-                style="bold")
+                ("gate", ""), ("comp", ""), style="bold")
     lines = [head, Text("─" * head.cell_len, style="dim", no_wrap=True, overflow="crop")]
     off = ("·", "dim")
     tracks = snap.get("tracks") or []
@@ -239,6 +257,7 @@ def _meters(snap: dict, selected: int, holds: PeakHolds, bar_width: int,
             CLIP if holds.clipping(key) else None,
             (fmt(tp), "red" if _db(tp) > 0 else ""),
             (f"{fmt(gr)} dB", "cyan") if gr is not None and _db(gr) < -0.05 else (NONE, "dim"),
+            _gate_cell(t), _gr_cell(t.get("comp_gr_db"), "yellow"),
             style="on grey19" if i == selected else None))
 
     m = snap.get("master") or {}
