@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from clips import decode_audio, ffprobe, make_clip, need_ffmpeg, noise, packets, sine
+from clips import (decode_audio, ffprobe, make_clip, need_ffmpeg, noise, packets, phrases,
+                   sine)
 from engine.errors import LivemixError
 from engine.session import Clip, Track, load_session
 from engine.sources.files import ClipsSource, FileSource
@@ -248,6 +249,80 @@ def test_check_error_is_non_zero_but_reports_the_rest(tmp_path, cli):
     assert "broken.mp4" in p.stderr and "not a readable video" in p.stderr
     assert "Traceback" not in p.stderr
     assert any(ln.startswith("ok.mp4") and " keep " in ln for ln in p.stdout.splitlines())
+
+
+PHRASES = (1.6, 1.2, 1.6, 1.2, 1.6)      # speech, gap, speech, gap, speech (s)
+
+
+def voice_clip(path, floor_dbfs=None, voice_db=-20.0, swing_db=0.0, seed=21):
+    """A clip of speech in three phrases (``voice_db`` dBFS RMS) with 1.2 s gaps. The gaps
+    hold digital silence (``floor_dbfs`` None), or the whole clip lies over seeded white
+    noise at ``floor_dbfs`` dBFS RMS per channel, ``swing_db`` louder in its second half.
+    Returns (path, the noise, the gap mask)."""
+    x, gaps = phrases(PHRASES, rms_db=voice_db, seed=seed)
+    hiss = np.zeros_like(x)
+    if floor_dbfs is not None:
+        hiss = noise(len(x) / SR, amp=10 ** (floor_dbfs / 20), seed=seed + 100)
+        hiss[len(x) // 2:] *= 10 ** (swing_db / 20)
+    return make_clip(path, x + hiss), hiss, gaps
+
+
+def test_check_denoise_wants_a_steady_floor_above_minus_60_in_the_gaps(tmp_path, cli):
+    from engine.check import STEADY_LU
+    _, hiss, gaps = voice_clip(tmp_path / "hiss.mp4", -50.0)
+    voice_clip(tmp_path / "silent_gaps.mp4")
+    voice_clip(tmp_path / "faint.mp4", -75.0)
+    voice_clip(tmp_path / "swinging.mp4", -56.0, swing_db=12.0)      # -56 then -44 dBFS
+    voice_clip(tmp_path / "loud.mp4", -44.0, voice_db=-14.0)         # over the -14 target
+    names = ["hiss.mp4", "silent_gaps.mp4", "faint.mp4", "swinging.mp4", "loud.mp4"]
+    p = cli("check", *[tmp_path / n for n in names], "--json")
+    out = {r["clip"].rsplit("/", 1)[-1]: r for r in json.loads(p.stdout)}
+    h = out["hiss.mp4"]
+    assert h["verdict"] == "denoise" and h["lower_db"] == 0.0
+    assert "steady noise floor" in h["reason"] and "denoise it" in h["reason"]
+    assert not h["problems"]                                # nothing else wrong with it
+    nf = h["noise_floor"]
+    # the floor it reads is the loudness of the noise in the gaps, as decoded (AAC takes
+    # about 1 LU off -50 dBFS of white noise: what the pure noise measures is the bound)
+    decoded, rate = decode_audio(tmp_path / "hiss.mp4")
+    inner = np.concatenate([decoded[round(a * rate):round(b * rate)]
+                            for a, b in ((1.8, 2.7), (4.6, 5.5))])
+    assert nf["lufs"] == pytest.approx(lufs(inner, rate), abs=0.3)
+    assert lufs(hiss[gaps]) - 2.0 < nf["lufs"] < lufs(hiss[gaps]) + 0.3
+    assert nf["spread_lu"] <= STEADY_LU and nf["steady"]
+    assert 1.5 <= nf["noise_s"] <= 2.4                      # of the two 1.2 s gaps
+    assert nf["content_lufs"] - nf["lufs"] > 20
+    s = out["silent_gaps.mp4"]                              # the same voice, clean gaps
+    assert s["verdict"] == "keep" and s["noise_floor"]["lufs"] is None
+    assert [q["kind"] for q in s["problems"]] == ["silence", "silence"]
+    f = out["faint.mp4"]                                    # a floor under -60 LUFS
+    assert f["verdict"] == "keep" and f["noise_floor"]["lufs"] < -60.0
+    assert f["noise_floor"]["steady"]                       # steady, but not heard
+    w = out["swinging.mp4"]                                 # heard, but not steady
+    assert w["verdict"] == "keep" and w["noise_floor"]["lufs"] > -60.0
+    assert w["noise_floor"]["spread_lu"] > 2 * STEADY_LU and not w["noise_floor"]["steady"]
+    loud = out["loud.mp4"]                                  # lower comes first ...
+    assert loud["verdict"] == "lower" and loud["lower_db"] > 0
+    assert "steady noise floor" in loud["reason"]           # ... and names the floor too
+    p = cli("check", *[tmp_path / n for n in names])
+    rows = [ln for ln in p.stdout.splitlines() if ln.split() and ln.split()[0] in names]
+    assert [ln.split()[1] for ln in rows] == ["denoise", "keep", "keep", "keep", "lower"]
+
+
+def test_a_steady_ambience_without_gaps_is_no_noise_floor(tmp_path):
+    """Rain or room tone that never drops is the sound itself: no gaps, no denoise; and
+    artifacts come before the floor."""
+    from engine.check import check_clip
+    r = check_clip(make_clip(tmp_path / "rain.mp4", noise(6.0, amp=0.02, seed=31)))
+    assert r["verdict"] == "keep" and r["noise_floor"] is None
+    clip, _, _ = voice_clip(tmp_path / "hiss.mp4", -50.0)
+    assert check_clip(clip)["verdict"] == "denoise"
+    a, _ = phrases(PHRASES, seed=21)
+    a = a + noise(len(a) / SR, amp=10 ** (-50 / 20), seed=121)
+    a[round(2.0 * SR):round(2.0 * SR) + 4800] = 0.0            # a 100 ms dropout in a gap
+    r = check_clip(make_clip(tmp_path / "dropout.mkv", a, codec="pcm"))
+    assert r["verdict"] == "replace" and "dropout" in r["reason"]
+    assert r["noise_floor"] is not None
 
 
 # --- 3. new -------------------------------------------------------------------------
