@@ -2,15 +2,17 @@
 delivery: real clips made by ffmpeg, decoded by PyAV, checked with ffprobe."""
 import json
 import math
+import tomllib
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from clips import (decode_audio, ffprobe, make_clip, need_ffmpeg, noise, packets, phrases,
-                   sine)
+                   sine, speech)
 from engine.errors import LivemixError
 from engine.session import Clip, Track, load_session
+from engine.strip import Comp, Hpf, Strip
 from engine.sources.files import ClipsSource, FileSource
 
 SR = 48000
@@ -343,6 +345,8 @@ def test_new_writes_a_hybrid_session_that_renders(tmp_path, cli):
     assert amb.gain_db == -9.0 and amb.match_loudness == -23.0
     assert [c.at_s for c in amb.clips] == [0.0, 2.0]
     assert music.gain_db == -6.0 and voice.file == tmp_path / "vo.wav"
+    assert voice.strip == VOICE_STRIP and music.strip.empty
+    assert amb.strip.empty                              # steady beds, no gaps: no denoise
     (rule,) = s.ducking
     assert rule.key == ("voice",) and set(rule.targets) == {"music", "ambience"}
     assert (rule.depth_db, rule.attack_ms, rule.hold_ms, rule.release_ms) == \
@@ -358,6 +362,81 @@ def test_new_writes_a_hybrid_session_that_renders(tmp_path, cli):
     got = packets(tmp_path / "final.mp4")
     assert [b for _, b in got] == [b for _, b in packets(tmp_path / "shot1.mp4")] + \
         [b for _, b in packets(tmp_path / "shot2.mp4")]
+
+
+VOICE_STRIP = Strip(denoise=True, hpf=Hpf(freq_hz=80.0, slope=12),
+                    comp=Comp(threshold_db=-18.0, ratio=3.0, knee_db=6.0, attack_ms=5.0,
+                              release_ms=80.0))
+
+
+def _tracks(path) -> dict:
+    return {t["name"]: t for t in tomllib.loads(path.read_text())["tracks"]}
+
+
+def _level(x, a, b, rate=SR) -> float:
+    return lufs(x[round(a * rate):round(b * rate)], rate)
+
+
+def test_new_denoises_the_voice_and_a_clip_with_a_noise_floor(tmp_path, cli):
+    """The voice strip as written, denoise on the ambience for the clip check calls
+    ``denoise`` (not for the clean one), and a render in which the hiss between the
+    clip's phrases is gone but its phrases are not."""
+    voice_clip(tmp_path / "hiss.mp4", -50.0)
+    make_clip(tmp_path / "bed.mp4", noise(2.0, amp=0.02, seed=32))
+    sf.write(tmp_path / "vo.wav", speech(1.0, seed=7), SR)      # over before the 2nd gap
+    out = tmp_path / "s.toml"
+    p = cli("new", "--video", tmp_path / "hiss.mp4", "--video", tmp_path / "bed.mp4",
+            "--voice", tmp_path / "vo.wav", "-o", out)
+    assert "hiss.mp4: a steady noise floor" in p.stderr and "bed.mp4" not in p.stderr
+    t = _tracks(out)
+    v = t["voice"]
+    assert v["denoise"] is True
+    assert v["hpf"] == {"freq_hz": 80.0, "slope": 12}
+    assert v["comp"] == {"threshold_db": -18.0, "ratio": 3.0, "knee_db": 6.0,
+                         "attack_ms": 5.0, "release_ms": 80.0}
+    assert t["ambience"]["denoise"] is True
+    (line,) = [ln for ln in out.read_text().splitlines() if ln.startswith("denoise = true   #")
+               and "hiss.mp4" in ln]
+    assert "bed.mp4" not in line and "whole track" in line
+    s = load_session(out)
+    amb, voice = s.tracks
+    assert voice.strip == VOICE_STRIP
+    assert amb.strip.denoise and amb.strip.hpf is None and amb.strip.comp is None
+    cli("render", out, "-o", tmp_path / "mix.wav")
+    mix, rate = sf.read(tmp_path / "mix.wav")
+    assert rate == SR and len(mix) == round(9.2 * SR) and np.isfinite(mix).all()
+    clip, _ = decode_audio(tmp_path / "hiss.mp4")
+    # the second gap (4.4 .. 5.6 s, the voice long over) against the last phrase: the
+    # clip's own hiss sits 28 LU under its phrases; through RNNoise, more than 40
+    before = _level(clip, 4.6, 5.5) - _level(clip, 5.8, 7.0)
+    after = _level(mix, 4.6, 5.5) - _level(mix, 5.8, 7.0)
+    assert -32 < before < -24 and after < -40              # (-inf: under pyloudnorm's gate)
+    # the phrase is still there, levelled with the clip (match_loudness -14, fader -9)
+    expect = _level(clip, 5.8, 7.0) + (-14.0 - lufs(clip)) - 9.0
+    assert _level(mix, 5.8, 7.0) == pytest.approx(expect, abs=2.0)
+
+
+def test_new_without_the_denoiser_leaves_denoise_out_and_says_why(tmp_path, cli):
+    """With no RNNoise library the session still loads: denoise is a comment giving the
+    reason, the rest of the strip stays."""
+    voice_clip(tmp_path / "hiss.mp4", -50.0)
+    sf.write(tmp_path / "vo.wav", speech(1.0, seed=7), SR)
+    out = tmp_path / "s.toml"
+    env = {"LIVEMIX_RNNOISE_LIB": "/nonexistent/librnnoise.so",
+           "NUMBA_CACHE_DIR": str(tmp_path / "numba")}     # the stub stays out of the cache
+    p = cli("new", "--video", tmp_path / "hiss.mp4", "--voice", tmp_path / "vo.wav", "-o",
+            out, env=env)
+    assert "denoise is left out" in p.stderr and "/nonexistent/librnnoise.so" in p.stderr
+    t = _tracks(out)
+    assert "denoise" not in t["voice"] and "denoise" not in t["ambience"]
+    assert t["voice"]["hpf"] == {"freq_hz": 80.0, "slope": 12}
+    assert t["voice"]["comp"]["ratio"] == 3.0
+    left = [ln for ln in out.read_text().splitlines() if ln.startswith("# denoise = true")]
+    assert len(left) == 2 and all("not available here" in ln for ln in left)
+    assert "hiss.mp4" in left[0]                            # the ambience's, for that clip
+    s = load_session(out)
+    assert not any(tr.strip.denoise for tr in s.tracks)
+    assert s.tracks[1].strip.comp == VOICE_STRIP.comp
 
 
 def test_new_errors_are_one_line(tmp_path, cli):
