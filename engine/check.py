@@ -158,8 +158,8 @@ def _denoisable(nf: dict | None) -> bool:
 
 def _floor_words(nf: dict) -> str:
     return (f"a steady noise floor at {nf['lufs']:.1f} LUFS between the sounds "
-            f"({nf['noise_s']:.1f} s of it, spread {nf['spread_lu']:.1f} LU, "
-            f"{nf['content_lufs'] - nf['lufs']:.0f} LU under them)")
+            f"({nf['content_lufs'] - nf['lufs']:.0f} LU under them, spread "
+            f"{nf['spread_lu']:.1f} LU over {nf['noise_s']:.1f} s)")
 
 
 def needs_denoise(result: dict) -> bool:
@@ -206,8 +206,8 @@ def verdict(r: dict, target_lufs: float, ceiling_dbtp: float) -> tuple[str, str,
         return ("lower", f"usable as a bed at -{need} dB: " + "; ".join(w for _, w in over)
                 + also, float(need))
     if floor:
-        return ("denoise", f"{_floor_words(nf)}: denoise it; otherwise clean: {i:.1f} LUFS, "
-                f"{tp:+.1f} dBTP, no artifacts", 0.0)
+        return ("denoise", f"{_floor_words(nf)}: denoise it; otherwise clean, no artifacts",
+                0.0)
     quiet = f"; {silent:.1f} s of silence" if silent else ""
     return ("keep", f"clean: {i:.1f} LUFS, {tp:+.1f} dBTP, no artifacts{quiet}", 0.0)
 
