@@ -11,8 +11,33 @@ least ``SILENCE_MIN_S``). Then one verdict, with its reason:
   at all: cut it and lay a clean ambience instead;
 - ``lower``: clean, but louder than the delivery target (integrated above the
   target, a short-term passage more than ``PASSAGE_LU`` above it, or a true
-  peak over the ceiling): usable as a bed lowered by the whole dB given;
+  peak over the ceiling): usable as a bed lowered by the whole dB given (the
+  reason also names a steady noise floor, as below, when there is one);
+- ``denoise``: clean and not too loud, but the gaps between its sounds hold a
+  steady noise floor (hiss, hum, fan) above ``NOISE_FLOOR_LUFS``: usable
+  through the strip's ``denoise`` stage (RNNoise);
 - ``keep``: usable as it is.
+
+The first that applies wins, in that order: replace, lower, denoise, keep.
+
+The noise floor (``_noise_floor``, in the 100 ms momentary loudness series,
+400 ms windows, steps before the first full window left out):
+
+- the content's level is the 95th percentile of the series; a *gap* is a run of
+  steps more than ``GAP_LU`` under it. A gap that follows louder steps loses its
+  first ``EDGE_STEPS`` steps (their windows may still hold the sound's tail);
+  what is left are the noise-only steps, each a 400 ms window of nothing but
+  the floor;
+- there is a floor to judge when the noise-only steps add up to at least
+  ``NOISE_MIN_STEPS`` (0.5 s of steps); its level is their median momentary
+  loudness, its spread the 10th to 90th percentile range of their momentary
+  loudness, in LU;
+- the floor is steady when that spread is at most ``STEADY_LU`` (a hiss or a
+  hum moves by a few tenths of an LU; traffic, voices or wind by much more),
+  and it calls for ``denoise`` when steady and above ``NOISE_FLOOR_LUFS`` (-60,
+  the level under which ``check`` calls a stretch silence). A clip whose
+  sound never drops ``GAP_LU`` (a steady ambience such as rain) has no gaps:
+  it is the sound itself, not a noise under it, and gets no ``denoise``.
 
 It is a report: the exit code is 0 whatever the verdicts, non-zero only when a
 clip cannot be read. Control thread (CLI).
@@ -26,14 +51,21 @@ from pathlib import Path
 import numpy as np
 
 from .cli import clock
+from .dsp.meters import MOMENTARY_S
 from .errors import LivemixError, SourceError
 
 SILENCE_LUFS = -60.0        # momentary loudness under this is silence
 SILENCE_MIN_S = 1.0         # ... for at least this long
 MOSTLY_SILENT = 0.5         # silent for more than this fraction of the clip: replace
 PASSAGE_LU = 6.0            # short-term loudness this far over the target: an over-loud passage
+NOISE_FLOOR_LUFS = -60.0    # a steady floor in the gaps above this: denoise
+GAP_LU = 10.0               # a gap: momentary loudness this far under the content's (95th pct)
+CONTENT_PERCENTILE = 95.0
+EDGE_STEPS = 3              # a gap's first steps after a sound: their windows may hold its tail
+NOISE_MIN_STEPS = 5         # noise-only steps (100 ms each) needed to judge a floor
+STEADY_LU = 3.0             # a steady floor: 10th..90th percentile spread at most this
 ARTIFACTS = ("clipping", "burst", "dropout", "dc_offset")
-VERDICTS = ("keep", "lower", "replace")
+VERDICTS = ("keep", "denoise", "lower", "replace")
 
 
 def _decode_to_wav(path: Path, wav: Path) -> None:
@@ -88,6 +120,55 @@ def _silences(rows: np.ndarray, rate: int, duration_s: float) -> list[dict]:
     return out
 
 
+def _noise_floor(rows: np.ndarray, rate: int) -> dict | None:
+    """The floor in the gaps between a clip's sounds (see the module docstring):
+    {"lufs", "spread_lu", "noise_s", "content_lufs", "steady"}, or None when the gaps
+    hold fewer than NOISE_MIN_STEPS noise-only steps. lufs is None for digital
+    silence; noise_s is how much of the clip the noise-only windows cover."""
+    rows = rows[rows[:, 0] >= round(MOMENTARY_S * rate)]        # full windows only
+    if len(rows) < NOISE_MIN_STEPS:
+        return None
+    with np.errstate(divide="ignore"):
+        level = np.maximum(-0.691 + 10.0 * np.log10(rows[:, 1]), -200.0)   # -inf: silence
+    content = float(np.percentile(level, CONTENT_PERCENTILE))
+    gap = level < content - GAP_LU
+    edges = np.diff(np.concatenate([[0], gap.astype(np.int8), [0]]))
+    noise, noise_s = [], 0.0
+    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+        a += EDGE_STEPS if a > 0 else 0
+        if a < b:
+            noise.append(level[a:b])
+            noise_s += float(rows[b - 1, 0] - rows[a, 0]) / rate + MOMENTARY_S
+    noise = np.concatenate(noise) if noise else np.zeros(0)
+    if len(noise) < NOISE_MIN_STEPS:
+        return None
+    floor = float(np.median(noise))
+    lo, hi = np.percentile(noise, [10.0, 90.0])
+    spread = float(hi - lo)
+    return {"lufs": round(floor, 2) if floor > -120.0 else None,
+            "spread_lu": round(spread, 2), "noise_s": round(noise_s, 3),
+            "content_lufs": round(content, 2), "steady": spread <= STEADY_LU}
+
+
+def _denoisable(nf: dict | None) -> bool:
+    """A floor that calls for the denoiser: steady and above NOISE_FLOOR_LUFS."""
+    return bool(nf and nf["steady"] and nf["lufs"] is not None
+                and nf["lufs"] > NOISE_FLOOR_LUFS)
+
+
+def _floor_words(nf: dict) -> str:
+    return (f"a steady noise floor at {nf['lufs']:.1f} LUFS between the sounds "
+            f"({nf['content_lufs'] - nf['lufs']:.0f} LU under them, spread "
+            f"{nf['spread_lu']:.1f} LU over {nf['noise_s']:.1f} s)")
+
+
+def needs_denoise(result: dict) -> bool:
+    """Whether ``livemix new`` runs a checked clip through the denoiser: verdict
+    ``denoise``, or ``lower`` with a steady noise floor (``new`` levels clips itself)."""
+    return (result.get("verdict") in ("denoise", "lower")
+            and _denoisable(result.get("noise_floor")))
+
+
 def verdict(r: dict, target_lufs: float, ceiling_dbtp: float) -> tuple[str, str, float]:
     """(verdict, reason, dB to lower by) of an analysis with silences added."""
     counts = r["problem_counts"]
@@ -117,10 +198,16 @@ def verdict(r: dict, target_lufs: float, ceiling_dbtp: float) -> tuple[str, str,
     if tp is not None and tp > ceiling_dbtp:
         over.append((tp - ceiling_dbtp, f"true peak {tp:+.1f} dBTP is over the "
                                         f"{ceiling_dbtp:+.0f} dBTP ceiling"))
+    nf = r.get("noise_floor")
+    floor = _denoisable(nf)
     if over:
         need = max(math.ceil(d - 1e-9) for d, _ in over)
-        return ("lower", f"usable as a bed at -{need} dB: " + "; ".join(w for _, w in over),
-                float(need))
+        also = f"; also {_floor_words(nf)}: denoise it too" if floor else ""
+        return ("lower", f"usable as a bed at -{need} dB: " + "; ".join(w for _, w in over)
+                + also, float(need))
+    if floor:
+        return ("denoise", f"{_floor_words(nf)}: denoise it; otherwise clean, no artifacts",
+                0.0)
     quiet = f"; {silent:.1f} s of silence" if silent else ""
     return ("keep", f"clean: {i:.1f} LUFS, {tp:+.1f} dBTP, no artifacts{quiet}", 0.0)
 
@@ -137,12 +224,13 @@ def check_clip(path, target_lufs: float = -14.0, ceiling_dbtp: float = -1.0) -> 
         if str(e).endswith("has no audio stream"):
             return {**base, "verdict": "replace", "reason": "no audio stream: lay a clean "
                     "ambience", "integrated_lufs": None, "true_peak_dbtp": None,
-                    "problems": [], "lower_db": 0.0}
+                    "problems": [], "lower_db": 0.0, "noise_floor": None}
         raise
     # digital silence of a second or more is a silence, not a dropout (an artifact)
     probs = [p for p in r["problems"] if not (p["kind"] == "dropout"
                                                and p["end_s"] - p["start_s"] >= SILENCE_MIN_S)]
     probs += _silences(rows[0], r["samplerate"], r["duration_s"])
+    r["noise_floor"] = _noise_floor(rows[0], r["samplerate"])
     r["problems"] = sorted(probs, key=lambda p: (p["start_s"], p["kind"]))
     counts = {}
     for p in r["problems"]:
@@ -208,7 +296,8 @@ def cmd_check(args) -> int:
 def add_check_parser(sub):
     """Add ``check`` to the CLI's subparsers."""
     from .targets import PRESETS
-    p = sub.add_parser("check", help="triage clips' native audio: keep, lower or replace")
+    p = sub.add_parser("check", help="triage clips' native audio: keep, lower, denoise or "
+                                     "replace")
     p.add_argument("clips", nargs="+", metavar="CLIP",
                    help="video clips (.mp4, .mov, .mkv, .webm) or audio files")
     p.add_argument("--preset", choices=tuple(PRESETS), default="web",

@@ -8,6 +8,16 @@ voice -> music and ambience (-10 dB, attack 15 ms, hold 200 ms, release
 500 ms); the master with the preset's true-peak ceiling and target; and
 ``[output] video`` naming the clips, so ``render -o final.mp4`` and takes of
 ``run`` come out as video. Paths in the session are relative to it.
+
+The voice gets a channel strip (``VOICE_HPF``, ``VOICE_COMP``): a high-pass at
+80 Hz, 12 dB/octave, and a compressor at -18 dB, 3:1, 6 dB knee, attack 5 ms,
+release 80 ms; plus ``denoise = true`` (RNNoise) when the session runs at
+48 kHz and the denoiser loads. Each clip is checked as ``livemix check`` does
+(``engine.check.check_clip``, the preset's target): when one is ``denoise`` (or
+``lower`` with a steady noise floor: the session levels clips itself), the
+ambience track gets ``denoise = true`` too, with a comment naming the clips
+(RNNoise runs on the whole track). Where the denoiser cannot run, the session
+leaves ``denoise`` out and a comment says why, so it still loads.
 Control thread (CLI).
 """
 from __future__ import annotations
@@ -18,7 +28,11 @@ from pathlib import Path
 
 from .errors import LivemixError, SourceError
 
+SAMPLERATE = 48000
 AMBIENCE_DB = -9.0
+VOICE_HPF = {"freq_hz": 80.0, "slope": 12}
+VOICE_COMP = {"threshold_db": -18.0, "ratio": 3.0, "knee_db": 6.0, "attack_ms": 5.0,
+              "release_ms": 80.0}
 MUSIC_DB = -6.0
 DUCK = {"depth_db": -10.0, "attack_ms": 15.0, "hold_ms": 200.0, "release_ms": 500.0}
 
@@ -38,6 +52,35 @@ def _audio_ok(path: Path, what: str) -> None:
         open_media(path).close()
     except SourceError as e:
         raise LivemixError(f"{what} {e}") from None
+
+
+def _toml(v) -> str:
+    return repr(v) if isinstance(v, (int, float)) else _q(v)
+
+
+def denoise_problem(samplerate: int) -> str | None:
+    """None when a session at ``samplerate`` can use ``denoise``, else why not."""
+    if samplerate != 48000:
+        return f"RNNoise works at 48 kHz only (the session runs at {samplerate} Hz)"
+    from .dsp.denoise import library_problem
+    why = library_problem()
+    if why:
+        return f"the denoiser is not available here: {why} (pip install 'livemix[denoise]')"
+    return None
+
+
+def _noisy_clips(clips, tgt) -> list[tuple[Path, dict]]:
+    """The clips (path, check result) ``livemix check`` finds a steady noise floor in."""
+    from .check import check_clip, needs_denoise
+    out = []
+    for path, _ in clips:
+        try:
+            r = check_clip(path, tgt.lufs, tgt.true_peak_dbtp)
+        except SourceError as e:
+            raise LivemixError(f"--video {e}") from None
+        if needs_denoise(r):
+            out.append((path, r))
+    return out
 
 
 def session_text(videos, voice, music, preset: str, out: Path) -> tuple[str, list[str]]:
@@ -67,7 +110,9 @@ def session_text(videos, voice, music, preset: str, out: Path) -> tuple[str, lis
     lines = [f"# A hybrid session for {names} (written by livemix new).",
              "# The clips' native audio is a bed under the voice-over; voice ducks music and "
              "ambience.",
-             "", "[engine]", "samplerate = 48000", "blocksize = 128", ""]
+             "", "[engine]", f"samplerate = {SAMPLERATE}", "blocksize = 128", ""]
+    noisy = _noisy_clips(clips, tgt) if SAMPLERATE == 48000 and clips else []
+    no_denoise = denoise_problem(SAMPLERATE) if voice is not None or noisy else None
     tracks = []
     if clips:
         lines += ["[[tracks]]", 'name = "ambience"']
@@ -79,19 +124,44 @@ def session_text(videos, voice, music, preset: str, out: Path) -> tuple[str, lis
                       for p, a in clips]
             lines.append("]")
         lines += [f"match_loudness = {tgt.lufs:.1f}   # each clip levelled to the target "
-                  "first (LUFS)", f"gain_db = {AMBIENCE_DB:.1f}", ""]
+                  "first (LUFS)", f"gain_db = {AMBIENCE_DB:.1f}"]
+        if noisy:
+            which = ", ".join(p.name for p, _ in noisy)
+            has = "has" if len(noisy) == 1 else "have"
+            whole = "" if len(noisy) == len(clips) else "; RNNoise runs on the whole track"
+            if no_denoise:
+                lines.append(f"# denoise = true   # for {which}'s steady noise floor, left "
+                             f"out: {no_denoise}")
+            else:
+                lines.append(f"denoise = true   # {which} {has} a steady noise floor "
+                             f"(livemix check: denoise){whole}")
+                for path, r in noisy:
+                    notes.append(f"{path.name}: a steady noise floor at "
+                                 f"{r['noise_floor']['lufs']:.1f} LUFS between its sounds: the "
+                                 "ambience goes through the denoiser")
+        lines.append("")
         tracks.append("ambience")
     else:
         notes.append("no clip has audio: the session has no ambience track")
     if voice is not None:
         key = "video" if is_video(voice) else "file"
         lines += ["[[tracks]]", 'name = "voice"', f"{key} = {_q(_rel(Path(voice), base))}",
-                  "gain_db = 0.0", ""]
+                  "gain_db = 0.0"]
+        if no_denoise:
+            lines.append(f"# denoise = true   # left out: {no_denoise}")
+        else:
+            lines.append("denoise = true   # RNNoise first, then the strip below")
+        lines += ["[tracks.hpf]   # rumble and plosives out",
+                  *(f"{k} = {_toml(v)}" for k, v in VOICE_HPF.items()),
+                  "[tracks.comp]   # evens the voice out",
+                  *(f"{k} = {_toml(v)}" for k, v in VOICE_COMP.items()), ""]
     if music is not None:
         key = "video" if is_video(music) else "file"
         lines += ["[[tracks]]", 'name = "music"', f"{key} = {_q(_rel(Path(music), base))}",
                   f"gain_db = {MUSIC_DB:.1f}", ""]
         tracks.append("music")
+    if no_denoise and (voice is not None or noisy):
+        notes.append(f"denoise is left out of the session: {no_denoise}")
     if voice is None and music is None and not clips:
         raise LivemixError("nothing to mix: the clips have no audio and there is no --voice "
                            "or --music")

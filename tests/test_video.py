@@ -2,14 +2,17 @@
 delivery: real clips made by ffmpeg, decoded by PyAV, checked with ffprobe."""
 import json
 import math
+import tomllib
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from clips import decode_audio, ffprobe, make_clip, need_ffmpeg, noise, packets, sine
+from clips import (decode_audio, ffprobe, make_clip, need_ffmpeg, noise, packets, phrases,
+                   sine, speech)
 from engine.errors import LivemixError
 from engine.session import Clip, Track, load_session
+from engine.strip import Comp, Hpf, Strip
 from engine.sources.files import ClipsSource, FileSource
 
 SR = 48000
@@ -250,6 +253,80 @@ def test_check_error_is_non_zero_but_reports_the_rest(tmp_path, cli):
     assert any(ln.startswith("ok.mp4") and " keep " in ln for ln in p.stdout.splitlines())
 
 
+PHRASES = (1.6, 1.2, 1.6, 1.2, 1.6)      # speech, gap, speech, gap, speech (s)
+
+
+def voice_clip(path, floor_dbfs=None, voice_db=-20.0, swing_db=0.0, seed=21):
+    """A clip of speech in three phrases (``voice_db`` dBFS RMS) with 1.2 s gaps. The gaps
+    hold digital silence (``floor_dbfs`` None), or the whole clip lies over seeded white
+    noise at ``floor_dbfs`` dBFS RMS per channel, ``swing_db`` louder in its second half.
+    Returns (path, the noise, the gap mask)."""
+    x, gaps = phrases(PHRASES, rms_db=voice_db, seed=seed)
+    hiss = np.zeros_like(x)
+    if floor_dbfs is not None:
+        hiss = noise(len(x) / SR, amp=10 ** (floor_dbfs / 20), seed=seed + 100)
+        hiss[len(x) // 2:] *= 10 ** (swing_db / 20)
+    return make_clip(path, x + hiss), hiss, gaps
+
+
+def test_check_denoise_wants_a_steady_floor_above_minus_60_in_the_gaps(tmp_path, cli):
+    from engine.check import STEADY_LU
+    _, hiss, gaps = voice_clip(tmp_path / "hiss.mp4", -50.0)
+    voice_clip(tmp_path / "silent_gaps.mp4")
+    voice_clip(tmp_path / "faint.mp4", -75.0)
+    voice_clip(tmp_path / "swinging.mp4", -56.0, swing_db=12.0)      # -56 then -44 dBFS
+    voice_clip(tmp_path / "loud.mp4", -44.0, voice_db=-14.0)         # over the -14 target
+    names = ["hiss.mp4", "silent_gaps.mp4", "faint.mp4", "swinging.mp4", "loud.mp4"]
+    p = cli("check", *[tmp_path / n for n in names], "--json")
+    out = {r["clip"].rsplit("/", 1)[-1]: r for r in json.loads(p.stdout)}
+    h = out["hiss.mp4"]
+    assert h["verdict"] == "denoise" and h["lower_db"] == 0.0
+    assert "steady noise floor" in h["reason"] and "denoise it" in h["reason"]
+    assert not h["problems"]                                # nothing else wrong with it
+    nf = h["noise_floor"]
+    # the floor it reads is the loudness of the noise in the gaps, as decoded (AAC takes
+    # about 1 LU off -50 dBFS of white noise: what the pure noise measures is the bound)
+    decoded, rate = decode_audio(tmp_path / "hiss.mp4")
+    inner = np.concatenate([decoded[round(a * rate):round(b * rate)]
+                            for a, b in ((1.8, 2.7), (4.6, 5.5))])
+    assert nf["lufs"] == pytest.approx(lufs(inner, rate), abs=0.3)
+    assert lufs(hiss[gaps]) - 2.0 < nf["lufs"] < lufs(hiss[gaps]) + 0.3
+    assert nf["spread_lu"] <= STEADY_LU and nf["steady"]
+    assert 1.5 <= nf["noise_s"] <= 2.4                      # of the two 1.2 s gaps
+    assert nf["content_lufs"] - nf["lufs"] > 20
+    s = out["silent_gaps.mp4"]                              # the same voice, clean gaps
+    assert s["verdict"] == "keep" and s["noise_floor"]["lufs"] is None
+    assert [q["kind"] for q in s["problems"]] == ["silence", "silence"]
+    f = out["faint.mp4"]                                    # a floor under -60 LUFS
+    assert f["verdict"] == "keep" and f["noise_floor"]["lufs"] < -60.0
+    assert f["noise_floor"]["steady"]                       # steady, but not heard
+    w = out["swinging.mp4"]                                 # heard, but not steady
+    assert w["verdict"] == "keep" and w["noise_floor"]["lufs"] > -60.0
+    assert w["noise_floor"]["spread_lu"] > 2 * STEADY_LU and not w["noise_floor"]["steady"]
+    loud = out["loud.mp4"]                                  # lower comes first ...
+    assert loud["verdict"] == "lower" and loud["lower_db"] > 0
+    assert "steady noise floor" in loud["reason"]           # ... and names the floor too
+    p = cli("check", *[tmp_path / n for n in names])
+    rows = [ln for ln in p.stdout.splitlines() if ln.split() and ln.split()[0] in names]
+    assert [ln.split()[1] for ln in rows] == ["denoise", "keep", "keep", "keep", "lower"]
+
+
+def test_a_steady_ambience_without_gaps_is_no_noise_floor(tmp_path):
+    """Rain or room tone that never drops is the sound itself: no gaps, no denoise; and
+    artifacts come before the floor."""
+    from engine.check import check_clip
+    r = check_clip(make_clip(tmp_path / "rain.mp4", noise(6.0, amp=0.02, seed=31)))
+    assert r["verdict"] == "keep" and r["noise_floor"] is None
+    clip, _, _ = voice_clip(tmp_path / "hiss.mp4", -50.0)
+    assert check_clip(clip)["verdict"] == "denoise"
+    a, _ = phrases(PHRASES, seed=21)
+    a = a + noise(len(a) / SR, amp=10 ** (-50 / 20), seed=121)
+    a[round(2.0 * SR):round(2.0 * SR) + 4800] = 0.0            # a 100 ms dropout in a gap
+    r = check_clip(make_clip(tmp_path / "dropout.mkv", a, codec="pcm"))
+    assert r["verdict"] == "replace" and "dropout" in r["reason"]
+    assert r["noise_floor"] is not None
+
+
 # --- 3. new -------------------------------------------------------------------------
 
 def test_new_writes_a_hybrid_session_that_renders(tmp_path, cli):
@@ -268,6 +345,8 @@ def test_new_writes_a_hybrid_session_that_renders(tmp_path, cli):
     assert amb.gain_db == -9.0 and amb.match_loudness == -23.0
     assert [c.at_s for c in amb.clips] == [0.0, 2.0]
     assert music.gain_db == -6.0 and voice.file == tmp_path / "vo.wav"
+    assert voice.strip == VOICE_STRIP and music.strip.empty
+    assert amb.strip.empty                              # steady beds, no gaps: no denoise
     (rule,) = s.ducking
     assert rule.key == ("voice",) and set(rule.targets) == {"music", "ambience"}
     assert (rule.depth_db, rule.attack_ms, rule.hold_ms, rule.release_ms) == \
@@ -283,6 +362,81 @@ def test_new_writes_a_hybrid_session_that_renders(tmp_path, cli):
     got = packets(tmp_path / "final.mp4")
     assert [b for _, b in got] == [b for _, b in packets(tmp_path / "shot1.mp4")] + \
         [b for _, b in packets(tmp_path / "shot2.mp4")]
+
+
+VOICE_STRIP = Strip(denoise=True, hpf=Hpf(freq_hz=80.0, slope=12),
+                    comp=Comp(threshold_db=-18.0, ratio=3.0, knee_db=6.0, attack_ms=5.0,
+                              release_ms=80.0))
+
+
+def _tracks(path) -> dict:
+    return {t["name"]: t for t in tomllib.loads(path.read_text())["tracks"]}
+
+
+def _level(x, a, b, rate=SR) -> float:
+    return lufs(x[round(a * rate):round(b * rate)], rate)
+
+
+def test_new_denoises_the_voice_and_a_clip_with_a_noise_floor(tmp_path, cli):
+    """The voice strip as written, denoise on the ambience for the clip check calls
+    ``denoise`` (not for the clean one), and a render in which the hiss between the
+    clip's phrases is gone but its phrases are not."""
+    voice_clip(tmp_path / "hiss.mp4", -50.0)
+    make_clip(tmp_path / "bed.mp4", noise(2.0, amp=0.02, seed=32))
+    sf.write(tmp_path / "vo.wav", speech(1.0, seed=7), SR)      # over before the 2nd gap
+    out = tmp_path / "s.toml"
+    p = cli("new", "--video", tmp_path / "hiss.mp4", "--video", tmp_path / "bed.mp4",
+            "--voice", tmp_path / "vo.wav", "-o", out)
+    assert "hiss.mp4: a steady noise floor" in p.stderr and "bed.mp4" not in p.stderr
+    t = _tracks(out)
+    v = t["voice"]
+    assert v["denoise"] is True
+    assert v["hpf"] == {"freq_hz": 80.0, "slope": 12}
+    assert v["comp"] == {"threshold_db": -18.0, "ratio": 3.0, "knee_db": 6.0,
+                         "attack_ms": 5.0, "release_ms": 80.0}
+    assert t["ambience"]["denoise"] is True
+    (line,) = [ln for ln in out.read_text().splitlines() if ln.startswith("denoise = true   #")
+               and "hiss.mp4" in ln]
+    assert "bed.mp4" not in line and "whole track" in line
+    s = load_session(out)
+    amb, voice = s.tracks
+    assert voice.strip == VOICE_STRIP
+    assert amb.strip.denoise and amb.strip.hpf is None and amb.strip.comp is None
+    cli("render", out, "-o", tmp_path / "mix.wav")
+    mix, rate = sf.read(tmp_path / "mix.wav")
+    assert rate == SR and len(mix) == round(9.2 * SR) and np.isfinite(mix).all()
+    clip, _ = decode_audio(tmp_path / "hiss.mp4")
+    # the second gap (4.4 .. 5.6 s, the voice long over) against the last phrase: the
+    # clip's own hiss sits 28 LU under its phrases; through RNNoise, more than 40
+    before = _level(clip, 4.6, 5.5) - _level(clip, 5.8, 7.0)
+    after = _level(mix, 4.6, 5.5) - _level(mix, 5.8, 7.0)
+    assert -32 < before < -24 and after < -40              # (-inf: under pyloudnorm's gate)
+    # the phrase is still there, levelled with the clip (match_loudness -14, fader -9)
+    expect = _level(clip, 5.8, 7.0) + (-14.0 - lufs(clip)) - 9.0
+    assert _level(mix, 5.8, 7.0) == pytest.approx(expect, abs=2.0)
+
+
+def test_new_without_the_denoiser_leaves_denoise_out_and_says_why(tmp_path, cli):
+    """With no RNNoise library the session still loads: denoise is a comment giving the
+    reason, the rest of the strip stays."""
+    voice_clip(tmp_path / "hiss.mp4", -50.0)
+    sf.write(tmp_path / "vo.wav", speech(1.0, seed=7), SR)
+    out = tmp_path / "s.toml"
+    env = {"LIVEMIX_RNNOISE_LIB": "/nonexistent/librnnoise.so",
+           "NUMBA_CACHE_DIR": str(tmp_path / "numba")}     # the stub stays out of the cache
+    p = cli("new", "--video", tmp_path / "hiss.mp4", "--voice", tmp_path / "vo.wav", "-o",
+            out, env=env)
+    assert "denoise is left out" in p.stderr and "/nonexistent/librnnoise.so" in p.stderr
+    t = _tracks(out)
+    assert "denoise" not in t["voice"] and "denoise" not in t["ambience"]
+    assert t["voice"]["hpf"] == {"freq_hz": 80.0, "slope": 12}
+    assert t["voice"]["comp"]["ratio"] == 3.0
+    left = [ln for ln in out.read_text().splitlines() if ln.startswith("# denoise = true")]
+    assert len(left) == 2 and all("not available here" in ln for ln in left)
+    assert "hiss.mp4" in left[0]                            # the ambience's, for that clip
+    s = load_session(out)
+    assert not any(tr.strip.denoise for tr in s.tracks)
+    assert s.tracks[1].strip.comp == VOICE_STRIP.comp
 
 
 def test_new_errors_are_one_line(tmp_path, cli):
