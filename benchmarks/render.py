@@ -550,11 +550,23 @@ def engine_breakdown(session, commands, frames: int, reps: int) -> dict:
 
 # --- 4. whole process ---------------------------------------------------------------
 
+def tree_env(env: dict | None = None) -> dict:
+    """``env`` (default: this process's) with this tree first on PYTHONPATH, so that a
+    child importing ``engine`` gets this tree's: the venv's editable install may point
+    at another checkout (a git worktree's benchmark would otherwise time, and compile,
+    the main checkout's engine), and a console script's sys.path starts with its own
+    directory, not the working directory."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
 def run_timed(cmd: list[str], env: dict | None = None) -> dict:
-    """Run a subprocess to completion; wall and CPU (user + system) seconds, stdout."""
+    """Run a subprocess to completion (with ``tree_env(env)``); wall and CPU (user +
+    system) seconds, stdout."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=tree_env(env), cwd=ROOT)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
