@@ -58,12 +58,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 from engine.backends.offline import CHUNK_S, render  # noqa: E402
+from engine.dsp.denoise import P_FRAMES as DN_FRAMES  # noqa: E402
 from engine.dsp.layout import (K_CEIL, K_CMD_APPLIED, K_CMD_INVALID, K_CMD_LATE,  # noqa: E402
                                S_UNDERRUNS)
 from engine.params import P_GAIN  # noqa: E402
 from engine.rt.block import run_blocks  # noqa: E402
 from engine.rt.rings import command_push  # noqa: E402
-from engine.rt.state import allocate  # noqa: E402
+from engine.rt.state import allocate, start_denoisers, stop_denoisers  # noqa: E402
 from engine.session import Master, load_session  # noqa: E402
 from engine.sources.files import FileSource  # noqa: E402
 from metering import metering_cost  # noqa: E402
@@ -294,13 +295,15 @@ def engine_kernel_pass(session, commands, blocksize: int, out: np.ndarray) -> di
     """Mix len(out) frames with run_blocks; only the run_blocks calls are timed.
 
     Drives the kernel as engine/backends/offline.py does: chunks of ~CHUNK_S,
-    sources filled and the chunk's commands queued before each call.
+    sources filled and the chunk's commands queued before each call, RNNoise
+    states made for the tracks whose strip denoises (untimed).
     Returns wall seconds of run_blocks and the engine's counters.
     """
     sr = session.engine.samplerate
     total = len(out)
     chunk = max(blocksize, int(CHUNK_S * sr) // blocksize * blocksize)
     st = allocate(session, maxblock=blocksize, ring_frames=2 * chunk + 16384)
+    start_denoisers(st)
     sources = [FileSource(t, sr) for t in session.tracks]
     wall = 0.0
     fill_s = 0.0
@@ -328,7 +331,9 @@ def engine_kernel_pass(session, commands, blocksize: int, out: np.ndarray) -> di
     finally:
         for s in sources:
             s.close()
+        stop_denoisers(st)
     return {"wall_s": wall, "calls": calls, "source_fill_s_untimed": round(fill_s, 4),
+            "rnnoise_frames": int(st.dn_pos[:, DN_FRAMES].sum()),
             "limiter_reduced_samples": int(st.clock[K_CEIL]),
             "commands_applied": int(st.clock[K_CMD_APPLIED]),
             "commands_late": int(st.clock[K_CMD_LATE]),
