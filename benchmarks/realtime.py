@@ -1,6 +1,6 @@
 """Real-time benchmark of the live engine through a private JACK dummy server.
 
-    .venv/bin/python benchmarks/realtime.py [--seconds S] [--quick | --smoke]
+    .venv/bin/python benchmarks/realtime.py [--seconds S] [--quick | --smoke] [--only S,...]
 
 Prints one JSON object on stdout (progress goes to stderr). Sections:
 
@@ -31,6 +31,13 @@ Prints one JSON object on stdout (progress goes to stderr). Sections:
     runs of ``--seconds``; and ``livemix demo --duration 10 --backend virtual``
     with its meter bridge drawing into a pseudo-terminal while two CPU-bound
     processes keep every core busy (``demo_pty``, ``--demo-runs`` runs).
+``strip``
+    The channel strip live: 68 looping tracks at 64 frames through JACK, every one
+    with the full strip (hpf, gate, 4 EQ bands, compressor: ``rt_harness.FULL_STRIP``),
+    the last 4 denoising too (RNNoise on both channels, run on the audio thread),
+    with the floor beside it; its ``kernel_in_process`` (``engine_cycle`` back to
+    back, RNNoise included); and, outside ``--smoke``, the same 64 strip tracks
+    without the denoising ones (``without_denoise``: what the 4 denoisers add).
 ``baseline``
     What users would otherwise write: ``sounddevice.OutputStream`` with a Python
     callback calling the same ``engine_cycle`` kernel on in-process state, 64
@@ -40,11 +47,12 @@ Prints one JSON object on stdout (progress goes to stderr). Sections:
     tracks and recording on, with and without the busy threads; 0 xruns in every
     virtual run and demo run (where the machine grants real-time scheduling); the
     largest track count whose p99.9 callback duration stays under 50 % of a
-    64-frame block (target >= 4,000).
+    64-frame block (target >= 4,000); the strip case's p99.9 under 50 % of the
+    64-frame block.
 
 The floor: on these shared VMs even a trivial real-time client sees xruns now
 and then, so a raw count says little about livemix. Every JACK case of the
-sweep and of ``record64`` also runs ``floor_client`` (a PortAudio client whose
+sweep, of ``record64`` and of ``strip`` also runs ``floor_client`` (a PortAudio client whose
 ``@cfunc`` callback only writes silence, no livemix) on the same server, for a
 window as long as livemix's, before the engine starts and after it stops;
 ``floor`` reports both, livemix's ``excess`` over their mean, and the
@@ -84,6 +92,9 @@ import rt_harness as H  # noqa: E402
 
 TARGET_P999_PCT = 50.0     # p99.9 callback duration, % of a 64-frame block
 TARGET_TRACKS = 4000
+STRIP_TRACKS = 64          # the strip case: tracks with the full strip ...
+STRIP_DENOISED = 4         # ... and tracks with the full strip and denoise, 64 frames
+SECTIONS = ("kernel", "sweep", "cold_start", "record64", "virtual", "strip", "baseline")
 CONTAMINATED_PCT = 5.0     # disturbance score (see _foreign) above which a case is re-run
 _WAIT_QUIET_S = 120.0      # set from --wait-quiet in main()
 _RETRIES = 2               # set from --retries in main()
@@ -121,9 +132,19 @@ def _args(argv=None):
                    help="re-runs of a case that failed or that other processes disturbed (used "
                         "> 5 %% of the CPUs or ran real-time threads) (default 2; 0 with --quick)")
     p.add_argument("--skip", type=str, default="",
-                   help="comma-separated sections to skip: "
-                        "kernel,sweep,cold_start,record64,virtual,baseline")
-    return p.parse_args(argv)
+                   help="comma-separated sections to skip: " + ",".join(SECTIONS))
+    p.add_argument("--only", type=str, default=None,
+                   help="comma-separated sections to run, the others skipped (e.g. "
+                        "--smoke --only strip)")
+    args = p.parse_args(argv)
+    if args.only is not None:
+        only = set(filter(None, args.only.split(",")))
+        unknown = only - set(SECTIONS)
+        if unknown:
+            p.error(f"--only: unknown section(s) {', '.join(sorted(unknown))} "
+                    f"(use {','.join(SECTIONS)})")
+        args.skip = ",".join([args.skip] + [x for x in SECTIONS if x not in only])
+    return args
 
 
 def _git() -> dict:
@@ -198,7 +219,8 @@ def _case(label: str, fn, **kw) -> dict:
                 continue
             if best is not None:
                 break
-            return {**{k: v for k, v in kw.items() if k != "windows"},
+            return {**{k: v for k, v in kw.items()       # the case's scalar arguments
+                       if isinstance(v, (int, float, str, bool)) or v is None},
                     "error": f"{type(e).__name__}: {e}", "attempts": attempt}
         r["machine_before"] = quiet
         r["attempts"] = attempt
@@ -300,6 +322,10 @@ def run(args, out: dict) -> dict:
             virtual["demo_pty"].append(_case(f"demo in a pty beside 2 CPU hogs, run "
                                              f"{k + 1}/{args.demo_runs}", H.run_demo_pty))
 
+    # 3b. the channel strip: 64 tracks with the full strip, 4 more denoising, 64 frames
+    if "strip" not in skip:
+        out["strip"] = run_strip(args)
+
     # 4. baseline: Python callback through sounddevice, load in the same process
     if "baseline" not in skip:
         out["baseline"] = []
@@ -310,6 +336,54 @@ def run(args, out: dict) -> dict:
 
     out["targets"] = _targets(out)
     return out
+
+
+def run_strip(args) -> dict:
+    """The strip section: the kernel in this process, then the live case through JACK
+    with its floor; outside --smoke, the strip tracks without the denoising ones too."""
+    total = STRIP_TRACKS + STRIP_DENOISED
+    strip = {"kernel_in_process": None, "cases": []}
+    if _WAIT_QUIET_S > 0:
+        H.wait_quiet(_WAIT_QUIET_S)
+    H.log(f"kernel in process: {total} strip tracks ({STRIP_DENOISED} denoising) @ 64 ...")
+    strip["kernel_in_process"] = H.kernel_only(period=64, ntracks=total,
+                                               seconds=0.5 if args.smoke else 2.0,
+                                               strip=H.FULL_STRIP, denoised=STRIP_DENOISED)
+    strip["cases"].append(_case(
+        f"strip {STRIP_TRACKS} + {STRIP_DENOISED} denoising tracks @ 64", H.run_live,
+        period=64, ntracks=total, seconds=args.seconds, settle_s=args.settle, floor=True,
+        strip=H.FULL_STRIP, denoised=STRIP_DENOISED))
+    if not args.smoke:
+        r = _case(f"strip {STRIP_TRACKS} tracks without denoise @ 64", H.run_live, period=64,
+                  ntracks=STRIP_TRACKS, seconds=args.seconds, settle_s=args.settle,
+                  floor=True, strip=H.FULL_STRIP)
+        r["without_denoise"] = True
+        strip["cases"].append(r)
+    return strip
+
+
+def _strip_target(strip: dict) -> dict:
+    """The strip case's p99.9 against the target, with the floor columns of record64's."""
+    r = strip["cases"][0]
+    w, f = r.get("window"), r.get("floor")
+    p = _p999_pct(r)
+    cb = (w or {}).get("callback", {})
+    return {
+        "target": f"p99.9 callback duration < {TARGET_P999_PCT:.0f} % of a 64-frame block, "
+                  f"{STRIP_TRACKS} tracks with the full strip (hpf, gate, 4 EQ bands, comp) "
+                  f"plus {STRIP_DENOISED} with the full strip and denoise",
+        "value": p,
+        "p99_9_us": cb.get("p99_9", {}).get("us"), "p50_pct": cb.get("p50", {}).get("pct"),
+        "max_pct": cb.get("max", {}).get("pct"),
+        "callbacks_over_100pct": cb.get("callbacks_over_100pct"),
+        "xruns": None if w is None else w["xruns"],
+        "floor_xruns": None if f is None else f["floor_xruns"],
+        "excess": None if f is None else f["excess"],
+        "spread": None if f is None else f["spread"],
+        "within_floor": None if f is None else f["within_floor"],
+        "underruns": None if w is None else w["underruns"],
+        "disturbed": r.get("disturbed"),
+        "pass": p is not None and p < TARGET_P999_PCT}
 
 
 def _targets(out: dict) -> dict:
@@ -344,6 +418,8 @@ def _targets(out: dict) -> dict:
             "virtual_runs_xruns": runs, "demo_runs_xruns": demos,
             "realtime_granted": all(rt) if rt else None,
             "pass": all(x == 0 for x in runs + demos)}
+    if out.get("strip", {}).get("cases"):
+        t["strip_p999_under_50pct_64f"] = _strip_target(out["strip"])
     sweep = out.get("sweep")
     if sweep:
         at64 = [r for r in sweep if r.get("period_frames") == 64 and _p999_pct(r) is not None]

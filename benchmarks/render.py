@@ -31,7 +31,16 @@ and then. Sections of the output:
    ``livemix render`` process on a 1 s session with a warm cache.
 6. ``metering``: the loudness and true-peak meters' share of a block at 32
    tracks, and the true-peak ceiling's cost (benchmarks/metering.py).
-7. ``targets``: the goals and whether this run met them.
+7. ``strip``: the channel strip (at most 20 s of the stems; 5 s with --quick).
+   ``vs_pedalboard``: the 8 tracks each with hpf + 4 peak EQ bands + compressor
+   (and a gate on two), mixed and limited, the numba kernel against
+   pedalboard's nearest chain (HighpassFilter, NoiseGate, PeakFilter x4,
+   Compressor, then the contender above's Gain and Limiter), block by block
+   with ``reset=False``, per block size. ``one_track``: the strip's cost in ns
+   per sample on one track (the kernel with the strip minus the kernel with no
+   strip), each stage alone, and RNNoise's cost per channel (denoise alone;
+   ``rnnoise_alone``: the denoise kernel called directly, a cross-check).
+8. ``targets``: the goals and whether this run met them.
 """
 from __future__ import annotations
 
@@ -58,12 +67,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 from engine.backends.offline import CHUNK_S, render  # noqa: E402
+from engine.dsp.denoise import P_FRAMES as DN_FRAMES  # noqa: E402
+from engine.dsp.denoise import library_problem  # noqa: E402
 from engine.dsp.layout import (K_CEIL, K_CMD_APPLIED, K_CMD_INVALID, K_CMD_LATE,  # noqa: E402
                                S_UNDERRUNS)
 from engine.params import P_GAIN  # noqa: E402
 from engine.rt.block import run_blocks  # noqa: E402
 from engine.rt.rings import command_push  # noqa: E402
-from engine.rt.state import allocate  # noqa: E402
+from engine.rt.state import allocate, start_denoisers, stop_denoisers  # noqa: E402
 from engine.session import Master, load_session  # noqa: E402
 from engine.sources.files import FileSource  # noqa: E402
 from metering import metering_cost  # noqa: E402
@@ -101,6 +112,26 @@ LIMITER_ATTACK_MS = 2.0         # the engine's lookahead (engine.rt.state.LOOKAH
 TARGET_RT = {64: 1000.0, 256: 1500.0, 1024: 2000.0}   # numba kernel, x realtime
 TARGET_VS_FFMPEG = 5.0          # livemix render / ffmpeg, realtime-factor ratio
 TARGET_STARTUP_S = 2.0          # cached whole-process start-up on a 1 s session
+
+# Section 7, the channel strip: every track gets hpf + 4 peak bands + compressor, the
+# STRIP_GATED ones a gate too; that session has no ducking (the strip is compared).
+STRIP_GATED = ("voice", "hats")
+STRIP_HPF = {"freq_hz": 80.0, "slope": 12}
+STRIP_GATE = {"threshold_db": -45.0, "range_db": 40.0, "attack_ms": 1.0, "hold_ms": 100.0,
+              "release_ms": 150.0}
+STRIP_EQ = ({"type": "peak", "freq_hz": 180.0, "gain_db": -2.0, "q": 1.0},
+            {"type": "peak", "freq_hz": 700.0, "gain_db": 1.5, "q": 1.4},
+            {"type": "peak", "freq_hz": 3000.0, "gain_db": 3.0, "q": 1.0},
+            {"type": "peak", "freq_hz": 9000.0, "gain_db": -1.5, "q": 0.7})
+STRIP_COMP = {"threshold_db": -18.0, "ratio": 3.0, "knee_db": 6.0, "attack_ms": 5.0,
+              "release_ms": 80.0}
+STRIP_SECONDS = 20.0            # the section's audio at most, seconds
+STRIP_SECONDS_QUICK = 5.0       # ... with --quick
+STRIP_COST_TRACK = "voice"      # the one-track measurements' track (a gated one)
+STRIP_COST_REPS = 5             # the one-track runs' repetitions, at least
+PB_GATE_RATIO = 10.0            # pedalboard's NoiseGate: a downward expander of this ratio
+TARGET_STRIP_VS_PEDALBOARD = {64: 10.0, 1024: 3.0}   # livemix / pedalboard, realtime factors
+TARGET_STRIP_NS = 15.0          # the full strip (no denoise), ns per sample of one track
 
 
 def log(msg: str) -> None:
@@ -256,18 +287,37 @@ def _toml(v) -> str:
     return repr(v)
 
 
-def write_session(path: Path, stem_dir: Path, blocksize: int = SESSION_BLOCKSIZE) -> Path:
-    """Write the reference session TOML (stems in ``stem_dir``) and return its path."""
+def write_session(path: Path, stem_dir: Path, blocksize: int = SESSION_BLOCKSIZE,
+                  strip: bool = False) -> Path:
+    """Write the reference session TOML (stems in ``stem_dir``) and return its path.
+    strip: every track gets the strip section's channel strip (``strip_tables``) and
+    the session has no ducking."""
     lines = ["[engine]", f"samplerate = {SR}", f"blocksize = {blocksize}", "channels = 2", ""]
     for name, gain_db, pan, _ in TRACKS:
         rel = os.path.relpath(stem_dir / f"{name}.wav", path.parent)
         lines += ["[[tracks]]", f"name = {_toml(name)}", f"file = {_toml(rel)}",
-                  f"gain_db = {gain_db!r}", f"pan = {pan!r}", ""]
-    lines.append("[[ducking]]")
-    lines += [f"{k} = {_toml(v)}" for k, v in DUCKING.items()]
-    lines += ["", "[master]"] + [f"{k} = {_toml(v)}" for k, v in MASTER.items()]
+                  f"gain_db = {gain_db!r}", f"pan = {pan!r}"]
+        lines += (strip_tables(name) if strip else []) + [""]
+    if not strip:
+        lines.append("[[ducking]]")
+        lines += [f"{k} = {_toml(v)}" for k, v in DUCKING.items()] + [""]
+    lines += ["[master]"] + [f"{k} = {_toml(v)}" for k, v in MASTER.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def strip_tables(name: str) -> list[str]:
+    """TOML lines of track ``name``'s channel strip in the strip section: hpf, a gate
+    (STRIP_GATED tracks only), four EQ bands, compressor."""
+    def table(header, values):
+        return [header] + [f"{k} = {_toml(v)}" for k, v in values.items()]
+
+    lines = table("[tracks.hpf]", STRIP_HPF)
+    if name in STRIP_GATED:
+        lines += table("[tracks.gate]", STRIP_GATE)
+    for band in STRIP_EQ:
+        lines += table("[[tracks.eq]]", band)
+    return lines + table("[tracks.comp]", STRIP_COMP)
 
 
 def fader_automation(seconds: float) -> list[tuple]:
@@ -294,13 +344,15 @@ def engine_kernel_pass(session, commands, blocksize: int, out: np.ndarray) -> di
     """Mix len(out) frames with run_blocks; only the run_blocks calls are timed.
 
     Drives the kernel as engine/backends/offline.py does: chunks of ~CHUNK_S,
-    sources filled and the chunk's commands queued before each call.
+    sources filled and the chunk's commands queued before each call, RNNoise
+    states made for the tracks whose strip denoises (untimed).
     Returns wall seconds of run_blocks and the engine's counters.
     """
     sr = session.engine.samplerate
     total = len(out)
     chunk = max(blocksize, int(CHUNK_S * sr) // blocksize * blocksize)
     st = allocate(session, maxblock=blocksize, ring_frames=2 * chunk + 16384)
+    start_denoisers(st)
     sources = [FileSource(t, sr) for t in session.tracks]
     wall = 0.0
     fill_s = 0.0
@@ -328,7 +380,9 @@ def engine_kernel_pass(session, commands, blocksize: int, out: np.ndarray) -> di
     finally:
         for s in sources:
             s.close()
+        stop_denoisers(st)
     return {"wall_s": wall, "calls": calls, "source_fill_s_untimed": round(fill_s, 4),
+            "rnnoise_frames": int(st.dn_pos[:, DN_FRAMES].sum()),
             "limiter_reduced_samples": int(st.clock[K_CEIL]),
             "commands_applied": int(st.clock[K_CMD_APPLIED]),
             "commands_late": int(st.clock[K_CMD_LATE]),
@@ -374,11 +428,12 @@ def numpy_pass(session, stems, commands, blocksize: int, out: np.ndarray) -> dic
 def pedalboard_pass(session, stems, commands, blocksize: int, out: np.ndarray) -> dict:
     """The closest pedalboard chain, block by block with reset=False; the block loop is timed.
 
-    Per track: pedalboard.Gain (fader; a command takes effect at the start of
-    the block holding its frame), pan as a numpy multiply, and on ducking
-    targets a pedalboard.Compressor keyed by the target itself (pedalboard has
-    no sidechain input). Master: pedalboard.Gain when not 0 dB, then
-    pedalboard.Limiter at the ceiling.
+    Per track: its channel strip's nearest plugins (``strip_plugins``; none
+    without a strip), pedalboard.Gain (fader; a command takes effect at the
+    start of the block holding its frame), pan as a numpy multiply, and on
+    ducking targets a pedalboard.Compressor keyed by the target itself
+    (pedalboard has no sidechain input). Master: pedalboard.Gain when not 0 dB,
+    then pedalboard.Limiter at the ceiling.
     """
     import pedalboard as pb
 
@@ -386,7 +441,7 @@ def pedalboard_pass(session, stems, commands, blocksize: int, out: np.ndarray) -
     gains, boards, pans = [], [], []
     for track in session.tracks:
         gain = pb.Gain(gain_db=track.gain_db)
-        plugins = [gain]
+        plugins = strip_plugins(track.strip) + [gain]
         for rule in session.ducking:
             if track.name in rule.targets:
                 plugins.append(pb.Compressor(threshold_db=rule.threshold_db,
@@ -417,6 +472,33 @@ def pedalboard_pass(session, stems, commands, blocksize: int, out: np.ndarray) -
         out[f0:f0 + y.shape[1]] = y.T
     wall = time.perf_counter() - t0
     return {"wall_s": wall, "frames_short": short}
+
+
+def strip_plugins(strip) -> list:
+    """pedalboard's nearest plugins for a livemix ``Strip``, in the strip's order:
+    HighpassFilter (first order, 6 dB/octave: pedalboard has no steeper high-pass),
+    NoiseGate (a downward expander of ratio PB_GATE_RATIO: no range, hold nor
+    hysteresis), a PeakFilter per EQ band (peak bands only), Compressor (hard
+    knee, peak detector). Denoise has no pedalboard counterpart."""
+    import pedalboard as pb
+
+    plugins = []
+    if strip.hpf is not None:
+        plugins.append(pb.HighpassFilter(cutoff_frequency_hz=strip.hpf.freq_hz))
+    if strip.gate is not None:
+        g = strip.gate
+        plugins.append(pb.NoiseGate(threshold_db=g.threshold_db, ratio=PB_GATE_RATIO,
+                                    attack_ms=g.attack_ms, release_ms=g.release_ms))
+    for band in strip.eq:
+        if band.type != "peak":
+            raise ValueError(f"no pedalboard counterpart here for a {band.type} band")
+        plugins.append(pb.PeakFilter(cutoff_frequency_hz=band.freq_hz, gain_db=band.gain_db,
+                                     q=band.q))
+    if strip.comp is not None:
+        c = strip.comp
+        plugins.append(pb.Compressor(threshold_db=c.threshold_db, ratio=c.ratio,
+                                     attack_ms=c.attack_ms, release_ms=c.release_ms))
+    return plugins
 
 
 def compare(a: np.ndarray, b: np.ndarray) -> dict:
@@ -548,13 +630,171 @@ def engine_breakdown(session, commands, frames: int, reps: int) -> dict:
     return result
 
 
+# --- 7. channel strip ------------------------------------------------------------------
+
+def bench_strip(session, stems, frames: int, reps: int) -> dict:
+    """Section 7: the channel strip. ``session``: the reference tracks, each with
+    ``strip_tables``' strip; stems in its track order; ``frames`` of audio."""
+    track = next(t for t in session.tracks if t.name == STRIP_COST_TRACK)
+    result = {"seconds": round(frames / SR, 3),
+              "tracks": {t.name: strip_summary(t.strip) for t in session.tracks},
+              "pedalboard_chain": [type(p).__name__ for p in strip_plugins(track.strip)],
+              "vs_pedalboard": strip_vs_pedalboard(session, stems, frames, reps),
+              "one_track": strip_cost(session, track, frames, reps)}
+    if library_problem() is None:
+        x = stems[[t.name for t in session.tracks].index(STRIP_COST_TRACK)][:, :frames]
+        result["one_track"]["rnnoise_alone"] = rnnoise_alone(x, max(reps, STRIP_COST_REPS))
+    return result
+
+
+def strip_summary(strip) -> str:
+    """A strip's stages in words, e.g. "hpf 12 dB/oct, gate, eq x4, comp"."""
+    stages = ["denoise"] if strip.denoise else []
+    if strip.hpf is not None:
+        stages.append(f"hpf {strip.hpf.slope} dB/oct")
+    if strip.gate is not None:
+        stages.append("gate")
+    if strip.eq:
+        stages.append(f"eq x{len(strip.eq)}")
+    if strip.comp is not None:
+        stages.append("comp")
+    return ", ".join(stages) or "none"
+
+
+def strip_vs_pedalboard(session, stems, frames: int, reps: int) -> dict:
+    """Every track with its strip, mixed and limited: the numba kernel against
+    pedalboard_pass (the strips' nearest plugins, block by block with reset=False),
+    at each block size, interleaved, best of ``reps``. Realtime factors and the ratio."""
+    ntracks = len(session.tracks)
+    seconds = frames / SR
+    outs = {impl: np.zeros((frames, 2), np.float32) for impl in ("livemix", "pedalboard")}
+    walls = {impl: {bs: [] for bs in BLOCKSIZES} for impl in outs}
+    extra = {impl: {} for impl in outs}
+    for rep in range(reps):
+        for bs in BLOCKSIZES:
+            log(f"strip rep {rep + 1}/{reps} block {bs}: livemix, pedalboard")
+            r = engine_kernel_pass(session, (), bs, outs["livemix"])
+            walls["livemix"][bs].append(r["wall_s"])
+            extra["livemix"][bs] = {"underruns": r["underruns"],
+                                    "output": signal_stats(outs["livemix"])}
+            r = pedalboard_pass(session, stems, (), bs, outs["pedalboard"])
+            walls["pedalboard"][bs].append(r["wall_s"])
+            extra["pedalboard"][bs] = {"frames_short": r["frames_short"],
+                                       "output": signal_stats(outs["pedalboard"])}
+    result = {}
+    for bs in BLOCKSIZES:
+        entry = {impl: summarise(walls[impl][bs], frames, ntracks, seconds, extra[impl][bs])
+                 for impl in outs}
+        entry["livemix_over_pedalboard"] = round(min(walls["pedalboard"][bs])
+                                                 / min(walls["livemix"][bs]), 2)
+        result[str(bs)] = entry
+    return result
+
+
+def strip_variants(strip) -> dict:
+    """The one-track runs' strips: none, the full strip without denoise, each stage
+    alone, and denoise alone (when RNNoise loads here)."""
+    from engine.strip import Strip
+
+    variants = {"none": Strip(), "full": dataclasses.replace(strip, denoise=False),
+                "hpf": Strip(hpf=strip.hpf), "gate": Strip(gate=strip.gate),
+                "eq": Strip(eq=strip.eq), "comp": Strip(comp=strip.comp)}
+    if library_problem() is None:
+        variants["denoise"] = Strip(denoise=True)
+    return variants
+
+
+def strip_cost(session, track, frames: int, reps: int) -> dict:
+    """What the strip costs on one track, ns per sample (a stereo frame): the kernel's
+    best wall time on ``track`` alone with a strip minus the same with no strip.
+
+    Interleaved, best of max(reps, STRIP_COST_REPS), at each block size. Stages alone
+    too (their costs need not add up to the full strip's: the loop over a grid span
+    is shared), and denoise: its cost per channel (RNNoise on both).
+    """
+    sessions = {name: dataclasses.replace(session, ducking=(),
+                                          tracks=(dataclasses.replace(track, strip=v),))
+                for name, v in strip_variants(track.strip).items()}
+    out = np.zeros((frames, 2), np.float32)
+    reps = max(reps, STRIP_COST_REPS)
+    best = {(name, bs): math.inf for name in sessions for bs in BLOCKSIZES}
+    rnnoise_frames = 0
+    for rep in range(reps):
+        log(f"strip on one track, rep {rep + 1}/{reps}")
+        for bs in BLOCKSIZES:
+            for name, s in sessions.items():
+                r = engine_kernel_pass(s, (), bs, out)
+                best[name, bs] = min(best[name, bs], r["wall_s"])
+                rnnoise_frames = max(rnnoise_frames, r["rnnoise_frames"])
+    result = {
+        "method": "(best wall time of run_blocks mixing one track with the strip - best with "
+                  "the same track and no strip) / frames, same stem, block size and session "
+                  f"(no ducking, no automation), best of {reps} interleaved repetitions; a "
+                  "sample is one frame of the stereo track (both channels), as "
+                  "ns_per_sample_per_track elsewhere; denoise per channel is its difference "
+                  "/ 2 (RNNoise runs on each channel)",
+        "track": track.name, "full_strip": strip_summary(track.strip), "frames": frames,
+        "repetitions": reps, "rnnoise_frames_per_run": rnnoise_frames}
+    for bs in BLOCKSIZES:
+        ns = {name: best[name, bs] / frames * 1e9 for name in sessions}
+        per = {"kernel_ns_per_sample": {name: round(v, 2) for name, v in ns.items()},
+               "strip_ns_per_sample": {name: round(v - ns["none"], 2) for name, v in ns.items()
+                                       if name not in ("none", "denoise")}}
+        if "denoise" in ns:
+            per["denoise_ns_per_sample_per_channel"] = round((ns["denoise"] - ns["none"]) / 2, 2)
+        result[str(bs)] = per
+    # the worst block size is the figure (the strip works on 32-sample grid spans anyway)
+    result["full_strip_ns_per_sample"] = max(result[str(bs)]["strip_ns_per_sample"]["full"]
+                                             for bs in BLOCKSIZES)
+    if "denoise" in sessions:
+        result["denoise_ns_per_sample_per_channel"] = max(
+            result[str(bs)]["denoise_ns_per_sample_per_channel"] for bs in BLOCKSIZES)
+    return result
+
+
+def rnnoise_alone(x: np.ndarray, reps: int) -> dict:
+    """engine.dsp.denoise.denoise_segment alone over the stereo (2, n) signal ``x`` in one
+    call (its frame FIFO and RNNoise on both channels, no kernel around it): best of
+    ``reps``, ns per sample per channel; a cross-check of the kernel difference."""
+    from engine.dsp.denoise import (FIFO_ROWS, FRAME, N_POS, create_states, denoise_segment,
+                                    destroy_states)
+
+    best = math.inf
+    for _ in range(reps + 1):                    # the first call compiles or loads
+        states = create_states(2)
+        fifo = np.zeros((2, FIFO_ROWS, FRAME), np.float32)
+        pos = np.zeros(N_POS)
+        y = np.array(x, np.float32, order="C")       # a copy: denoised in place
+        try:
+            t0 = time.perf_counter()
+            denoise_segment(states, fifo, pos, y, 0, y.shape[1])
+            best = min(best, time.perf_counter() - t0)
+        finally:
+            destroy_states(states)
+    return {"ns_per_sample_per_channel": round(best / (2 * x.shape[1]) * 1e9, 2),
+            "us_per_480_sample_frame_per_channel": round(best / (2 * x.shape[1]) * FRAME
+                                                         * 1e6, 2)}
+
+
 # --- 4. whole process ---------------------------------------------------------------
 
+def tree_env(env: dict | None = None) -> dict:
+    """``env`` (default: this process's) with this tree first on PYTHONPATH, so that a
+    child importing ``engine`` gets this tree's: the venv's editable install may point
+    at another checkout (a git worktree's benchmark would otherwise time, and compile,
+    the main checkout's engine), and a console script's sys.path starts with its own
+    directory, not the working directory."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
 def run_timed(cmd: list[str], env: dict | None = None) -> dict:
-    """Run a subprocess to completion; wall and CPU (user + system) seconds, stdout."""
+    """Run a subprocess to completion (with ``tree_env(env)``); wall and CPU (user +
+    system) seconds, stdout."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=tree_env(env), cwd=ROOT)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
@@ -749,6 +989,26 @@ def targets(inproc: dict, whole: dict, startup: dict) -> dict:
                                "met": v < TARGET_STARTUP_S}
     v = inproc["metering"]["meters_vs_mix"]
     out["metering_vs_mix_32_tracks"] = {"target": "< 0.15", "value": v, "met": v < 0.15}
+    out.update(strip_targets(inproc["strip"]))
+    return out
+
+
+def strip_targets(strip: dict) -> dict:
+    """The strip section's goals: livemix against pedalboard's chain, the full strip's
+    cost per sample on one track, and RNNoise's cost per channel (stated, no goal)."""
+    out = {}
+    for bs, goal in TARGET_STRIP_VS_PEDALBOARD.items():
+        v = strip["vs_pedalboard"][str(bs)]["livemix_over_pedalboard"]
+        out[f"strip_vs_pedalboard_bs{bs}"] = {"target": f">= {goal:g}x", "value": v,
+                                              "met": v >= goal}
+    one = strip["one_track"]
+    v = one["full_strip_ns_per_sample"]
+    out["strip_full_ns_per_sample"] = {"target": f"<= {TARGET_STRIP_NS:g} ns (worst block "
+                                                 "size; method in strip.one_track)",
+                                       "value": v, "met": v <= TARGET_STRIP_NS}
+    out["strip_denoise_ns_per_sample_per_channel"] = {
+        "target": "stated, no goal", "value": one.get("denoise_ns_per_sample_per_channel"),
+        "met": None}
     return out
 
 
@@ -802,6 +1062,11 @@ def main(argv=None) -> int:
             "fraction_on_slow_path": round(npr["limiter_slow_path_samples"] / frames, 4)}
 
         report["engine_breakdown"] = engine_breakdown(session, commands, frames, reps)
+        strip_s = min(seconds, STRIP_SECONDS_QUICK if args.quick else STRIP_SECONDS)
+        log(f"channel strip ({strip_s:g} s)")
+        strip_session = load_session(write_session(tmp / "strip.toml", tmp / "stems",
+                                                   strip=True))
+        report["strip"] = bench_strip(strip_session, stem_list, round(strip_s * SR), reps)
         log("metering cost (32 tracks, 128-frame blocks)")
         report["metering"] = metering_cost(session, stem_list, seconds, bs=128, reps=reps)
         log("offline render in process")
@@ -831,6 +1096,12 @@ NOTES = [
     "whole_process: `livemix render` reads no automation (the CLI has none), so both sides "
     "mix the static session; ffmpeg's ducker is sidechaincompress (ratio 20, dry/wet mix "
     "setting the -10 dB floor), its limiter alimiter with level=0.",
+    "strip: pedalboard's chain is the nearest, not the same: its HighpassFilter is first "
+    "order (6 dB/octave against livemix's 12), its NoiseGate an expander (ratio 10, no "
+    "range, hold nor hysteresis), its Compressor has no knee; livemix's parameters glide "
+    "on a 32-sample grid and its filters run in float64. Outputs are not compared. "
+    "one_track differences are of best-of-N wall times on a shared machine: a stage's "
+    "figure can be off by a few ns.",
 ]
 
 

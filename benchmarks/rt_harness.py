@@ -17,6 +17,7 @@ reads counters (they are single-writer int64s in shared memory).
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import re
@@ -45,13 +46,23 @@ from engine.dsp.layout import (LOAD_BIN_PPM, LOAD_BINS, S_EOF, S_UNDERRUNS,  # n
                                ST_XRUNS)
 from engine.live import LiveEngine, warm_up  # noqa: E402
 from engine.rt import shm  # noqa: E402
-from engine.rt.state import allocate, allocate_io  # noqa: E402
+from engine.rt.state import (allocate, allocate_io, start_denoisers,  # noqa: E402
+                             stop_denoisers)
 from engine.session import (DuckRule, EngineConfig, Master, Record, Session,  # noqa: E402
                             Track)
+from engine.strip import Comp, EqBand, Gate, Hpf, Strip  # noqa: E402
 
 SR = 48000                 # Hz, every benchmark session
 LOOP_RING_FRAMES = 8192    # frames per track of looping pre-filled source ring (170 ms)
 QUANTILES = (("p50", 0.50), ("p99", 0.99), ("p99_9", 0.999))
+
+# The full channel strip (no denoise), as render.py's strip section gives its gated
+# tracks: 12 dB/octave high-pass at 80 Hz, gate at -45 dBFS, four peak bands, compressor.
+FULL_STRIP = Strip(hpf=Hpf(freq_hz=80.0, slope=12), gate=Gate(threshold_db=-45.0),
+                   eq=(EqBand("peak", 180.0, -2.0, 1.0), EqBand("peak", 700.0, 1.5, 1.4),
+                       EqBand("peak", 3000.0, 3.0, 1.0), EqBand("peak", 9000.0, -1.5, 0.7)),
+                   comp=Comp(threshold_db=-18.0, ratio=3.0, knee_db=6.0, attack_ms=5.0,
+                             release_ms=80.0))
 
 
 def log(*parts) -> None:
@@ -181,22 +192,27 @@ def cleanup_all() -> None:
 
 # --- sessions and source content -----------------------------------------------------
 
-def bench_session(ntracks: int, period: int, directory: Path, files: list[Path] | None = None
-                  ) -> Session:
+def bench_session(ntracks: int, period: int, directory: Path, files: list[Path] | None = None,
+                  strip: Strip | None = None, denoised: int = 0) -> Session:
     """A stereo session of ``ntracks`` tracks; track 0 keys a ducking rule on tracks 1 and 2.
 
     files: None for tracks fed by ``fill_looping_rings`` (no file, no reader), or
     audio files used round-robin (looped) by the real ``FileSource`` readers.
     Faders at -10*log10(ntracks) dB keep the mix's power about that of one track;
     pans spread over -0.8 .. +0.8. Block size = the JACK period (one chunk per callback).
+    strip: every track's channel strip (None: no strip); denoised: the last
+    ``denoised`` tracks denoise too (RNNoise on both channels, 48 kHz).
     """
     gain_db = -10.0 * float(np.log10(max(ntracks, 1)))
     tracks = []
     for i in range(ntracks):
         pan = 0.0 if ntracks == 1 else -0.8 + 1.6 * i / (ntracks - 1)
+        own = strip or Strip()
+        if i >= ntracks - denoised:
+            own = dataclasses.replace(own, denoise=True)
         tracks.append(Track(name=f"t{i}", file=files[i % len(files)] if files else None,
                             gain_db=0.0 if i == 0 else gain_db, pan=round(pan, 4),
-                            loop=True))
+                            loop=True, strip=own))
     rules = ()
     if ntracks >= 3:
         rules = (DuckRule(key=("t0",), targets=("t1", "t2"), threshold_db=-30.0,
@@ -726,7 +742,8 @@ def floor_report(xruns: int, floors: list) -> dict:
 def run_live(*, period: int, ntracks: int, seconds: float = 0.0, settle_s: float = 1.0,
              busy: str = "none", feed: str = "loop", record: bool = False,
              windows: list | None = None, floor: bool = False,
-             backend: str = "portaudio") -> dict:
+             backend: str = "portaudio", strip: Strip | None = None,
+             denoised: int = 0) -> dict:
     """Run the live engine through a fresh private JACK dummy server and measure window(s).
 
     feed: "loop" (LoopRingEngine: pre-filled looping rings, no readers) or "files"
@@ -742,12 +759,16 @@ def run_live(*, period: int, ntracks: int, seconds: float = 0.0, settle_s: float
     ("floor": both windows and ``floor_report`` of the first engine window).
     backend: "portaudio" (through a fresh JACK dummy server) or "virtual" (the
     virtual device's clock in the audio child, no server; ``period`` is its block).
+    strip, denoised: every track's channel strip, and how many of the last tracks
+    denoise too (``bench_session``; the audio child makes their RNNoise states).
     """
     import contextlib
     windows = windows or [("window", settle_s, settle_s + seconds)]
     period_us = period / SR * 1e6
     result = {"period_frames": period, "period_us": round(period_us, 2), "tracks": ntracks,
               "feed": feed, "busy": busy, "recording": bool(record), "backend_kind": backend}
+    if strip is not None or denoised:
+        result["strip"] = strip_report(strip, ntracks, denoised)
     server = JackDummy(period) if backend == "portaudio" else contextlib.nullcontext()
     with tempfile.TemporaryDirectory(prefix="livemix-bench-") as tmp, server as jack:
         tmp = Path(tmp)
@@ -756,12 +777,13 @@ def run_live(*, period: int, ntracks: int, seconds: float = 0.0, settle_s: float
         if floor:
             floors.append(floor_client.measure(windows[0][2] - windows[0][1], settle_s))
         if feed == "loop":
-            session = bench_session(ntracks, period, tmp)
+            session = bench_session(ntracks, period, tmp, strip=strip, denoised=denoised)
             eng = LoopRingEngine(session, backend=backend, client_name="livemix",
                                  say=lambda m: log("engine:", m))
         else:
             files = write_source_files(tmp)
-            session = bench_session(ntracks, period, tmp, files)
+            session = bench_session(ntracks, period, tmp, files, strip=strip,
+                                    denoised=denoised)
             eng = LiveEngine(session, backend=backend, client_name="livemix",
                              record=record, takes_dir=tmp / "takes",
                              say=lambda m: log("engine:", m))
@@ -843,7 +865,8 @@ def run_cold_start(*, period: int = 64, ntracks: int = 256) -> dict:
         ("first_ring_pass", 0.2, 2.2), ("after_first_ring_pass", after, after + 2.0)])
 
 
-def kernel_only(*, period: int, ntracks: int, seconds: float = 1.0) -> dict:
+def kernel_only(*, period: int, ntracks: int, seconds: float = 1.0,
+                strip: Strip | None = None, denoised: int = 0) -> dict:
     """``engine_cycle`` called back to back in this process: no JACK, no pacing.
 
     The compute floor of one callback (warm caches, no other work in between).
@@ -851,35 +874,52 @@ def kernel_only(*, period: int, ntracks: int, seconds: float = 1.0) -> dict:
     Calls this close together look like JACK freewheeling to the engine (which
     then keeps them out of its histogram and may wait for readers), so the
     freewheel window is restarted before each call: every call is timed as a
-    normal, deadline-bound cycle.
+    normal, deadline-bound cycle. strip, denoised: as ``bench_session``'s (RNNoise
+    states are made here for the denoising tracks).
     """
     from engine.dsp import layout
     from engine.rt.cycle import engine_cycle
     prev_start = layout.ST_FW_T0
     with tempfile.TemporaryDirectory(prefix="livemix-bench-") as tmp:
-        session = bench_session(ntracks, period, Path(tmp))
+        session = bench_session(ntracks, period, Path(tmp), strip=strip, denoised=denoised)
     st = allocate(session, maxblock=period, ring_frames=LOOP_RING_FRAMES)
     io = allocate_io(session, record_s=0.1)
     fill_looping_rings(st)
+    start_denoisers(st)
     out = np.zeros((period, 2), np.float32)
     stats = io.stats
-    for _ in range(200):
-        engine_cycle(st, io, out, out, period, 0)
     durs = np.zeros(1_000_000, np.int64)
     n = 0
-    contention = Contention([os.getpid()])
-    t_end = time.monotonic() + seconds
-    while time.monotonic() < t_end and n < len(durs) - 50:
-        for _ in range(50):
-            stats[prev_start] = 0
+    try:
+        for _ in range(200):
             engine_cycle(st, io, out, out, period, 0)
-            durs[n] = stats[ST_LAST_NS]
-            n += 1
+        contention = Contention([os.getpid()])
+        t_end = time.monotonic() + seconds
+        while time.monotonic() < t_end and n < len(durs) - 50:
+            for _ in range(50):
+                stats[prev_start] = 0
+                engine_cycle(st, io, out, out, period, 0)
+                durs[n] = stats[ST_LAST_NS]
+                n += 1
+    finally:
+        stop_denoisers(st)
     period_us = period / SR * 1e6
     q = exact_quantiles(durs[:n], period_us)
-    return {"period_frames": period, "tracks": ntracks, "calls": n, "callback": q,
-            "ns_per_track": round(q["mean"]["us"] * 1000 / ntracks, 1),
-            "machine": contention.report()}
+    result = {"period_frames": period, "tracks": ntracks, "calls": n, "callback": q,
+              "ns_per_track": round(q["mean"]["us"] * 1000 / ntracks, 1),
+              "machine": contention.report()}
+    if strip is not None or denoised:
+        result["strip"] = strip_report(strip, ntracks, denoised)
+    return result
+
+
+def strip_report(strip: Strip | None, ntracks: int, denoised: int) -> dict:
+    """What a run's strips were: the stages every track has, and which tracks denoise."""
+    s = strip or Strip()
+    stages = ((["hpf"] if s.hpf else []) + (["gate"] if s.gate else [])
+              + ([f"eq x{len(s.eq)}"] if s.eq else []) + (["comp"] if s.comp else []))
+    return {"every_track": stages, "denoised_tracks": denoised,
+            "denoised_are": f"t{ntracks - denoised} .. t{ntracks - 1}" if denoised else None}
 
 
 # --- the baseline: sounddevice with a Python callback ------------------------------
