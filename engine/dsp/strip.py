@@ -82,7 +82,10 @@ SC_KEY = 6              # the compressor's key: -1 itself, else a row of key_raw
 SC_KEYSRC = 7           # this track is a key: its row in key_raw, else -1
 SC_USED = 8             # 1 when any stage is in or crossing (else the strip is skipped)
 SC_DN = 9               # the session has denoise on this track: its row of the dn_ arrays, else -1
-N_SC = 10
+SC_SETTLED = 10         # 1: nothing moves (every parameter at its target, no switch fading,
+                        # filters designed): grid steps are skipped until a command clears it
+SC_NBANDS = 11          # EQ bands the session gives (the others are never run)
+N_SC = 12
 EQ_PEAK, EQ_LOWSHELF, EQ_HIGHSHELF, EQ_LOWCUT, EQ_HIGHCUT = 0, 1, 2, 3, 4
 
 N_BQ = 6
@@ -182,26 +185,82 @@ def _identity(c):
 
 
 @rt_kernel
-def biquad(c, z, x, a, b):
-    """x[:, a:b] through the biquad c (in place), state z (2 channels x 2)."""
+def biquads(c, z, x, a, b, first, n):
+    """x[:, a:b] through the cascade of biquads c[first:first + n] (in place; states
+    z[first:first + n], 2 channels x 2), 1 to 4 of them: both channels and every section
+    in one pass, the signal in float64 from the first section's input to the last's
+    output (rounded to float32 once)."""
+    if n == 1:
+        _cascade1(c[first], z[first], x, a, b)
+    elif n == 2:
+        _cascade2(c[first], c[first + 1], z[first], z[first + 1], x, a, b)
+    else:
+        _cascade2(c[first], c[first + 1], z[first], z[first + 1], x, a, b)
+        if n == 3:
+            _cascade1(c[first + 2], z[first + 2], x, a, b)
+        else:
+            _cascade2(c[first + 2], c[first + 3], z[first + 2], z[first + 3], x, a, b)
+
+
+@rt_kernel
+def _cascade1(c, z, x, a, b):
     b0, b1, b2, a1, a2 = c[0], c[1], c[2], c[3], c[4]
-    for ch in range(2):
-        z1 = z[ch, 0]
-        z2 = z[ch, 1]
-        row = x[ch]
-        for i in range(a, b):
-            xi = np.float64(row[i])
-            y = b0 * xi + z1
-            z1 = b1 * xi - a1 * y + z2
-            z2 = b2 * xi - a2 * y
-            row[i] = np.float32(y)
-        z[ch, 0] = z1
-        z[ch, 1] = z2
+    l1, l2, r1, r2 = z[0, 0], z[0, 1], z[1, 0], z[1, 1]
+    xl_row = x[0]
+    xr_row = x[1]
+    for i in range(a, b):
+        xl = np.float64(xl_row[i])
+        xr = np.float64(xr_row[i])
+        yl = b0 * xl + l1
+        yr = b0 * xr + r1
+        l1 = b1 * xl - a1 * yl + l2
+        r1 = b1 * xr - a1 * yr + r2
+        l2 = b2 * xl - a2 * yl
+        r2 = b2 * xr - a2 * yr
+        xl_row[i] = np.float32(yl)
+        xr_row[i] = np.float32(yr)
+    z[0, 0], z[0, 1], z[1, 0], z[1, 1] = l1, l2, r1, r2
+
+
+@rt_kernel
+def _cascade2(c, d, z, w, x, a, b):
+    b0, b1, b2, a1, a2 = c[0], c[1], c[2], c[3], c[4]
+    e0, e1, e2, f1, f2 = d[0], d[1], d[2], d[3], d[4]
+    l1, l2, r1, r2 = z[0, 0], z[0, 1], z[1, 0], z[1, 1]
+    m1, m2, s1, s2 = w[0, 0], w[0, 1], w[1, 0], w[1, 1]
+    xl_row = x[0]
+    xr_row = x[1]
+    for i in range(a, b):
+        xl = np.float64(xl_row[i])
+        xr = np.float64(xr_row[i])
+        yl = b0 * xl + l1
+        yr = b0 * xr + r1
+        l1 = b1 * xl - a1 * yl + l2
+        r1 = b1 * xr - a1 * yr + r2
+        l2 = b2 * xl - a2 * yl
+        r2 = b2 * xr - a2 * yr
+        ul = e0 * yl + m1
+        ur = e0 * yr + s1
+        m1 = e1 * yl - f1 * ul + m2
+        s1 = e1 * yr - f1 * ur + s2
+        m2 = e2 * yl - f2 * ul
+        s2 = e2 * yr - f2 * ur
+        xl_row[i] = np.float32(ul)
+        xr_row[i] = np.float32(ur)
+    z[0, 0], z[0, 1], z[1, 0], z[1, 1] = l1, l2, r1, r2
+    w[0, 0], w[0, 1], w[1, 0], w[1, 1] = m1, m2, s1, s2
 
 
 @rt_kernel
 def _to_db(x):
     return 20.0 * math.log10(x) if x > 1e-6 else FLOOR_DB
+
+
+@rt_kernel
+def _from_db(db):
+    """The linear level of ``db``, floored where _to_db floors (so comparing levels in
+    either domain agrees)."""
+    return max(math.exp(db * _LN10_20), 1e-6)
 
 
 @rt_kernel
@@ -248,6 +307,10 @@ def gate_run(x, a, b, p, d, sr):
     down = rng / (p[P_GATE_REL] * 0.001 * sr)
     hold_n = p[P_GATE_HOLD] * 0.001 * sr
     g = d[D_GATE_DB]
+    g_last = g
+    gain = 0.0 if mute and g <= -rng else math.exp(g * _LN10_20)
+    thr_lin = _from_db(thr)
+    close_lin = _from_db(close)
     is_open = d[D_GATE_OPEN] != 0.0
     hold = d[D_GATE_HOLD]
     gmin = d[D_GATE_MIN]
@@ -264,24 +327,27 @@ def gate_run(x, a, b, p, d, sr):
         if pk >= env:                 # a new peak (or one the decay came down to): held
             env = pk
             ehold = ehold_n
-        lvl = _to_db(env)
-        if lvl >= thr:
+        if env >= thr_lin:            # (the levels compared in linear terms: no log)
             is_open = True
             hold = hold_n
-        elif is_open and lvl < close:
+        elif is_open and env < close_lin:
             if hold > 0.0:
                 hold -= 1.0
             else:
                 is_open = False
-        target = gate_target_db(lvl, is_open, thr, rng, ratio)
+        if is_open:
+            target = 0.0
+        elif ratio <= 0.0:
+            target = -rng
+        else:
+            target = gate_target_db(_to_db(env), False, thr, rng, ratio)
         if g < target:
             g = min(target, g + up)
         elif g > target:
             g = max(target, g - down)
-        if mute and g <= -rng:
-            gain = 0.0
-        else:
-            gain = math.exp(g * _LN10_20)
+        if g != g_last:               # the gain in dB moved: its factor again
+            g_last = g
+            gain = 0.0 if mute and g <= -rng else math.exp(g * _LN10_20)
         x[0, i] = np.float32(x[0, i] * gain)
         x[1, i] = np.float32(x[1, i] * gain)
         if g < gmin:
@@ -311,20 +377,30 @@ def comp_run(x, key, a, b, p, d, rms, sr):
     y = d[D_COMP_DB]
     ms = d[D_COMP_MS]
     gmax = d[D_COMP_MAX]
+    # under the knee the curve is 0: levels below it are recognised without a log
+    below = math.exp((thr - knee / 2.0) * _LN10_20)
+    y_last = y
+    gain = math.exp((makeup - y) * _LN10_20)
     for i in range(a, b):
         kl = np.float64(key[0, i])
         kr = np.float64(key[1, i])
         if rms:
             ms = am * ms + (1.0 - am) * 0.5 * (kl * kl + kr * kr)
-            lvl = 10.0 * math.log10(ms) if ms > 1e-12 else FLOOR_DB
+            if ms < below * below:
+                xl = 0.0
+            else:
+                xl = comp_gain_db(10.0 * math.log10(ms) if ms > 1e-12 else FLOOR_DB, thr,
+                                  ratio, knee)
         else:
-            lvl = _to_db(max(abs(kl), abs(kr)))
-        xl = comp_gain_db(lvl, thr, ratio, knee)
+            pk = max(abs(kl), abs(kr))
+            xl = 0.0 if pk < below else comp_gain_db(_to_db(pk), thr, ratio, knee)
         if xl > y:
             y = aa * y + (1.0 - aa) * xl
         else:
             y = ar * y + (1.0 - ar) * xl
-        gain = math.exp((makeup - y) * _LN10_20)
+        if y != y_last:                 # the reduction moved: its factor again
+            y_last = y
+            gain = math.exp((makeup - y) * _LN10_20)
         x[0, i] = np.float32(x[0, i] * gain)
         x[1, i] = np.float32(x[1, i] * gain)
         if y > gmax:
@@ -360,6 +436,7 @@ def grid_step(sp, cfg, bq, d, sr):
     moved_hpf = False
     moved_eq = False
     used = False
+    settled = d[D_RECOMPUTE] == 0.0
     for j in range(N_SP):
         prev[j] = cur[j]
         if j == P_DENOISE or j == P_HPF or j == P_GATE or j == P_EQ or j == P_COMP:
@@ -369,9 +446,12 @@ def grid_step(sp, cfg, bq, d, sr):
                 cur[j] = max(tgt[j], cur[j] - step)
             if cur[j] > 0.0 or prev[j] > 0.0:
                 used = True
+            if cur[j] != prev[j] or cur[j] != tgt[j]:
+                settled = False
             continue
         if cur[j] == tgt[j]:
             continue
+        settled = False
         if j == P_GATE_ATT or j == P_GATE_HOLD or j == P_GATE_REL or j == P_COMP_ATT \
                 or j == P_COMP_REL:
             cur[j] = tgt[j]                 # times: no glide needed (they set speeds)
@@ -385,12 +465,13 @@ def grid_step(sp, cfg, bq, d, sr):
     if moved_hpf or d[D_RECOMPUTE] != 0.0:
         design_hpf(cfg[SC_SLOPE], cur[P_HPF_FREQ], sr, bq)
     if moved_eq or d[D_RECOMPUTE] != 0.0:
-        for band in range(4):
+        for band in range(cfg[SC_NBANDS]):
             base = P_EQ0 + 3 * band
             _design(cfg[SC_TYPE0 + band], cur[base], cur[base + 1], cur[base + 2], sr,
                     bq[BQ_EQ0 + band])
     d[D_RECOMPUTE] = 0.0
     cfg[SC_USED] = 1 if used else 0
+    cfg[SC_SETTLED] = 1 if settled else 0
 
 
 # --- one track's strip over a segment ---------------------------------------------------------
@@ -445,14 +526,12 @@ def _run_span(x, key, dry, a, b, i0, sp, cfg, bq, z, d, sr, dns, dnf, dnp, dnd):
             for c in range(2):
                 copy(dry[c], a, x[c], a, b - a)
         if stage == 0:
-            biquad(bq[0], z[0], x, a, b)
-            if cfg[SC_SLOPE] != 12:
-                biquad(bq[1], z[1], x, a, b)
+            biquads(bq, z, x, a, b, 0, 1 if cfg[SC_SLOPE] == 12 else 2)
         elif stage == 1:
             gate_run(x, a, b, cur, d, sr)
         elif stage == 2:
-            for band in range(4):
-                biquad(bq[BQ_EQ0 + band], z[BQ_EQ0 + band], x, a, b)
+            if cfg[SC_NBANDS] > 0:
+                biquads(bq, z, x, a, b, BQ_EQ0, cfg[SC_NBANDS])
         else:
             comp_run(x, key if cfg[SC_KEY] >= 0 else x, a, b, cur, d, cfg[SC_RMS] != 0, sr)
         if fading:
@@ -465,10 +544,12 @@ def strip_segment(x, key, dry, a, b, frame0, sp, cfg, bq, z, d, sr, dns, dnf, dn
     frame of x[:, 0], so the grid is session time. key: the compressor's key signal
     (another track's, as it came from its source) or unused; dry: (2, N) scratch;
     dns, dnf, dnp, dnd: its denoise state (engine.dsp.denoise), when it has one."""
+    if cfg[SC_SETTLED] != 0 and cfg[SC_USED] == 0 and cfg[SC_DN] < 0:
+        return                        # nothing in, nothing moving: the signal as it is
     i = a
     while i < b:
         f = frame0 + i
-        if f % GRID == 0:
+        if f % GRID == 0 and cfg[SC_SETTLED] == 0:
             grid_step(sp, cfg, bq, d, sr)
         i0 = i - (f % GRID)
         end = min(b, i0 + GRID)

@@ -40,7 +40,7 @@ from ..dsp.smoothing import ramp_to
 from ..dsp.vec import copy, fill, peak, peak_sumsq
 from ..params import (P_DUCK_DEPTH, P_GAIN, P_MASTER_GAIN, P_MUTE, P_PAN, P_SOLO, P_STRIP,
                       db_to_lin, lin_to_db, pan_gains)
-from ..dsp.strip import (D_COMP_DB, D_COMP_MAX, D_GATE_DB, D_GATE_OPEN, D_GATE_MIN, N_SP, SC_DN, SC_KEY,
+from ..dsp.strip import (D_COMP_DB, D_COMP_MAX, D_GATE_DB, D_GATE_OPEN, D_GATE_MIN, N_SP, SC_DN, SC_KEY, SC_SETTLED,
                          SC_KEYSRC, SP_TARGET, strip_segment)
 from .fpu import denormals_off, fpu_restore
 from .rings import ring_pull
@@ -89,6 +89,7 @@ def apply_command(st, param, target, value):
     if param >= P_STRIP and param < P_STRIP + N_SP:
         # the strip takes it at its next grid point (session time): engine.dsp.strip
         st.sp[t, SP_TARGET, param - P_STRIP] = value
+        st.sp_cfg[t, SC_SETTLED] = 0
         return True
     if param == P_GAIN:
         st.track_ctl[t, T_GAIN_DB] = value

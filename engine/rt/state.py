@@ -21,7 +21,7 @@ from ..dsp.layout import (C_PUBLISH, K_NEXT_PUB, M_DETECT, M_TRUE_PEAK, N_SNAP, 
 from ..dsp.denoise import FRAME as DN_FRAME
 from ..dsp.strip import (BQ_EQ0, D_GATE_DB, D_RECOMPUTE, DN_DRY, N_BQ, N_DYN, N_SC, N_SP,
                          P_GATE_RANGE, P_HPF_FREQ, SC_DN, SC_KEY, SC_KEYSRC, SC_RMS, SC_SLOPE,
-                         SC_TYPE0, SC_USED, design_hpf)
+                         SC_NBANDS, SC_SETTLED, SC_TYPE0, SC_USED, design_hpf)
 from ..dsp.meters import TP_PAD, TP_TAPS, Meter, init_meter, meter_shapes
 from ..dsp.smoothing import ramp_jump
 from ..dsp.limiter import TP_MARGIN_DB
@@ -181,6 +181,8 @@ def _init_strip(st: EngineState, session) -> None:
             if s.comp is not None and s.comp.key != "self" else -1
         cfg[SC_KEYSRC] = keys.index(t) if t in keys else -1
         cfg[SC_USED] = 1 if not s.empty else 0
+        cfg[SC_SETTLED] = 0                  # the first grid step designs the filters
+        cfg[SC_NBANDS] = len(s.eq)
         cfg[SC_DN] = dn.index(t) if t in dn else -1
         d = st.dyn[t]
         d[D_RECOMPUTE] = 1.0
