@@ -294,3 +294,27 @@ def test_denoise_needs_48_khz(maker):
     with pytest.raises(SessionError, match="tracks\\[1\\].denoise: the RNNoise denoiser works "
                                            "at 48 kHz only"):
         load_session(p)
+
+
+def test_denoisers_fill_their_frames_in_different_blocks_and_keep_their_latency(maker):
+    """Three denoised tracks start their 480-sample frames at staggered places (their
+    RNNoise calls land in different blocks), and each is still exactly LATENCY late: an
+    impulse on each comes out with its peak LATENCY samples after it went in."""
+    from engine.dsp.denoise import FRAME, LATENCY, P_FILL
+    from engine.rt.state import allocate
+    n = 2 * SR
+    at = [9000, 21011, 33333]
+    tracks = []
+    for k, f in enumerate(at):
+        x = np.zeros(n)
+        x[f] = 0.5
+        maker.audio(f"i{k}.wav", x)
+        tracks.append({"name": f"t{k}", "file": f"i{k}.wav", "denoise": True})
+    s = load_session(maker.session(tracks, master={"ceiling_db": 0.0}))
+    fills = allocate(s, maxblock=128, ring_frames=512).dn_pos[:, P_FILL]
+    assert list(fills) == [0, FRAME // 3, 2 * FRAME // 3]
+    render(s, str(maker.root / "o.wav"), subtype="FLOAT")
+    y = sf.read(maker.root / "o.wav", dtype="float64")[0][:, 0]
+    for f in at:
+        seg = np.abs(y[f:f + 4000])
+        assert int(np.argmax(seg)) == LATENCY

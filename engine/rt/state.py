@@ -19,6 +19,7 @@ from ..dsp.layout import (C_PUBLISH, K_NEXT_PUB, M_DETECT, M_TRUE_PEAK, N_SNAP, 
                           N_RCFG, N_RSTATE, N_SPOS, N_TCTL, R_GAIN, R_PAN_L, R_PAN_R, S_EOF,
                           T_GAIN_DB, T_MUTE, T_PAN, T_SOLO, EngineState)
 from ..dsp.denoise import FRAME as DN_FRAME
+from ..dsp.denoise import P_FILL as DN_P_FILL
 from ..dsp.strip import (BQ_EQ0, D_GATE_DB, D_RECOMPUTE, DN_DRY, N_BQ, N_DYN, N_SC, N_SP,
                          P_GATE_RANGE, P_HPF_FREQ, SC_DN, SC_KEY, SC_KEYSRC, SC_RMS, SC_SLOPE,
                          SC_NBANDS, SC_SETTLED, SC_TYPE0, SC_USED, design_hpf)
@@ -192,6 +193,12 @@ def _init_strip(st: EngineState, session) -> None:
                    st.bq[t])
         for k in range(4):
             st.bq[t, BQ_EQ0 + k, 0] = 1.0
+    # the denoisers' frames start at staggered places (the FIFO's first frame is zeros up
+    # to there), so they fill in different blocks and the RNNoise calls, ~0.6 ms a
+    # channel here, spread over the blocks instead of piling into one; the latency is
+    # LATENCY whatever the place (engine.dsp.denoise)
+    for row in range(len(dn)):
+        st.dn_pos[row, DN_P_FILL] = (row * DN_FRAME) // len(dn)
 
 
 def _initialise(st: EngineState, session, maxblock: int, ring: int, window: int) -> None:
