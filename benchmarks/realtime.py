@@ -359,6 +359,12 @@ def run_strip(args) -> dict:
                   floor=True, strip=H.FULL_STRIP)
         r["without_denoise"] = True
         strip["cases"].append(r)
+        r = _case(f"strip {STRIP_TRACKS} + {STRIP_DENOISED} denoising tracks @ 512",
+                  H.run_live, period=512, ntracks=total, seconds=args.seconds,
+                  settle_s=args.settle, floor=True, strip=H.FULL_STRIP,
+                  denoised=STRIP_DENOISED)
+        r["period"] = 512                 # where RNNoise's calls fit (engine.dsp.denoise)
+        strip["cases"].append(r)
     return strip
 
 

@@ -257,6 +257,7 @@ class LiveEngine:
         self.readers = ReaderProcess(self.arena.layout(), s, on_event=self._reader_event)
         self.readers.start()                  # every ring full before the audio starts
         warm_up(s, maxblock)
+        self._denoise_note()
         self._reader = threading.Thread(target=self._housekeeping, name="livemix-automation",
                                         daemon=True)
         self._reader.start()
@@ -264,6 +265,18 @@ class LiveEngine:
             self._new_take()
         self._start_backend(inch, maxblock)
         self.started_at = time.monotonic()
+
+    def _denoise_note(self) -> None:
+        """Say so before the stream starts when the denoisers would load the audio thread
+        past half a block on this machine (RNNoise's cost measured here, now)."""
+        s = self.session
+        n = sum(1 for t in s.tracks if t.strip.denoise)
+        if n:
+            from .dsp.denoise import frame_cost_s, load_note
+            note = load_note(n, self.blocksize or s.engine.blocksize, s.engine.samplerate,
+                             frame_cost_s())
+            if note:
+                self.say(f"livemix: note: {note}")
 
     def _start_backend(self, inch: int, maxblock: int) -> None:
         from .backends.child import AudioChild, StreamOptions

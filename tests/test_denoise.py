@@ -326,3 +326,26 @@ def test_tracks_run_concurrently_on_threads_without_the_gil():
         for (s, y, _), ref in zip(jobs, serial):
             assert np.array_equal(y, ref)
             dn.destroy_states(s[0])
+
+
+def test_the_load_note_says_when_denoisers_overload_a_block():
+    """RNNoise on the audio thread: a stereo track's frame (2 calls) lands in one block.
+    At 0.6 ms a channel, one denoised track fills 90 % of a 64-frame block (1.33 ms): the
+    note says so and names the smallest block that leaves half of it free (128: 1.2 ms in
+    2.67 ms); at that block, or with a fast library, nothing is said."""
+    from engine.dsp.denoise import frame_cost_s, load_note
+    note = load_note(1, 64, 48000, 0.6e-3)
+    assert note is not None and "90 % of a 64-frame block" in note and "--blocksize 128" in note
+    assert load_note(1, 128, 48000, 0.6e-3) is None
+    # four at 64 frames: a frame spans 7 blocks, so the four can complete in four
+    # different blocks (staggered), each still a whole track's frame: 90 %; the bound is
+    # conservative past that (ceil(tracks / blocks a frame spans) in one block), so 128
+    # counts two together (90 %), 256 four (90 %), 512 four (45 %)
+    assert "--blocksize 512" in load_note(4, 64, 48000, 0.6e-3)
+    assert load_note(4, 64, 48000, 0.05e-3) is None
+    # four tracks at 1024 frames: each frame spans no block boundary's worth (480 < 1024),
+    # so all four complete in one block: 4 x 2 x 0.6 = 4.8 ms of 21.3
+    assert load_note(4, 1024, 48000, 0.6e-3) is None
+    assert load_note(0, 16, 48000, 1.0) is None
+    cost = frame_cost_s()
+    assert 0.0 < cost < 0.05               # measured on this machine: a real call

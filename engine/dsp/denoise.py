@@ -196,6 +196,49 @@ def create_states(n: int) -> np.ndarray:
     return out
 
 
+def frame_cost_s(frames: int = 9) -> float:
+    """Seconds one RNNoise frame of one channel takes on this machine: the median of
+    ``frames`` calls on seeded noise (through ctypes; the kernel's call is the same C
+    function). Control thread; raises RuntimeError when the library is missing."""
+    import time
+    state = create_states(1)
+    try:
+        x = (np.random.default_rng(1).standard_normal(FRAME) * 3000.0).astype(np.float32)
+        y = np.zeros(FRAME, np.float32)
+        fn = _lib.rnnoise_process_frame
+        fn.restype = ctypes.c_float
+        fn.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+        times = []
+        for _ in range(frames):
+            t0 = time.perf_counter()
+            fn(int(state[0]), y.ctypes.data, x.ctypes.data)
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+    finally:
+        destroy_states(state)
+
+
+def load_note(ntracks: int, blocksize: int, samplerate: int, cost_s: float) -> str | None:
+    """What to tell a user whose ``ntracks`` denoised (stereo) tracks would load the audio
+    thread past half a block when their frames complete (each track's frame fills in its
+    own block, staggered, ``engine.rt.state``), given ``cost_s`` per channel frame; None
+    when they fit. Blocks smaller than a frame take a whole track's frame in one block."""
+    def worst(bs: int) -> float:
+        per_frame = max(1, FRAME // bs)           # blocks a frame spans
+        together = -(-ntracks // per_frame)        # tracks completing in one block
+        return together * 2 * cost_s / (bs / samplerate)
+    if ntracks == 0 or worst(blocksize) <= 0.5:
+        return None
+    fits = next((bs for bs in (64, 128, 256, 512, 1024, 2048, 4096, 8192)
+                 if bs > blocksize and worst(bs) <= 0.5), None)
+    advice = (f"a block of {fits} frames or more leaves room (--blocksize {fits})" if fits
+              else "denoise fewer tracks")
+    return (f"denoise: RNNoise takes {cost_s * 1e3:.2f} ms a channel per 10 ms frame on this "
+            f"machine, so {ntracks} denoised track{'s' if ntracks > 1 else ''} can fill "
+            f"{worst(blocksize) * 100:.0f} % of a {blocksize}-frame block when a frame "
+            f"completes: expect xruns; {advice}")
+
+
 def destroy_states(states: np.ndarray) -> None:
     """Free the states made by ``create_states`` in this process and zero them (twice
     is harmless). Control thread; no audio thread may be using them."""
