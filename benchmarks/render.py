@@ -927,14 +927,17 @@ def startup_probe(session_path: Path, out_path: Path, cache_dir: Path) -> dict:
             "first_render_s": round(inner["first_render_s"], 3)}
 
 
-def bench_startup(short_session: Path, tmp: Path, reps: int) -> dict:
-    """Section 5: numba compile cold vs cached, and `livemix render` on 1 s, warm cache."""
-    cache = tmp / "numba-cold-cache"
-    cache.mkdir()
-    log("start-up: cold numba cache (compiles everything)")
-    cold = startup_probe(short_session, tmp / "short-cold.wav", cache)
-    log("start-up: same cache, now warm")
-    cached = startup_probe(short_session, tmp / "short-cached.wav", cache)
+def bench_startup(short_session: Path, tmp: Path, reps: int, cold_compile: bool = True) -> dict:
+    """Section 5: numba compile cold vs cached (unless not ``cold_compile``: a minute of
+    compiling), and `livemix render` on 1 s, warm cache."""
+    cold = cached = None
+    if cold_compile:
+        cache = tmp / "numba-cold-cache"
+        cache.mkdir()
+        log("start-up: cold numba cache (compiles everything)")
+        cold = startup_probe(short_session, tmp / "short-cold.wav", cache)
+        log("start-up: same cache, now warm")
+        cached = startup_probe(short_session, tmp / "short-cached.wav", cache)
     cmd = livemix_command(short_session, tmp / "short-cli.wav")
     run_timed(cmd)   # make sure the default cache is warm for this exact engine source
     walls = []
@@ -942,7 +945,8 @@ def bench_startup(short_session: Path, tmp: Path, reps: int) -> dict:
         walls.append(run_timed(cmd)["wall_s"])
     python_only = min(run_timed([sys.executable, "-c", "pass"])["wall_s"] for _ in range(3))
     return {"cold_cache": cold, "cached": cached,
-            "compile_s": round(cold["first_render_s"] - cached["first_render_s"], 3),
+            "compile_s": round(cold["first_render_s"] - cached["first_render_s"], 3)
+            if cold_compile else None,
             "livemix_render_1s_warm_cache_s": round(min(walls), 3),
             "livemix_render_1s_all_reps_s": [round(w, 3) for w in walls],
             "python_interpreter_start_s": round(python_only, 3)}
@@ -1019,6 +1023,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=None,
                     help="repetitions, the best is reported (default 3; 1 with --quick)")
     ap.add_argument("--quick", action="store_true", help="10 s session, 1 repetition")
+    ap.add_argument("--no-cold-compile", action="store_true",
+                    help="skip timing a compile into an empty numba cache (about a minute)")
     args = ap.parse_args(argv)
     seconds = args.seconds or (10.0 if args.quick else 60.0)
     reps = args.reps or (1 if args.quick else 3)
@@ -1074,7 +1080,8 @@ def main(argv=None) -> int:
                                                                    reps)
         report["whole_process"] = bench_whole_process(session, session_path, tmp, seconds,
                                                       reps)
-        report["startup"] = bench_startup(short_path, tmp, reps)
+        report["startup"] = bench_startup(short_path, tmp, reps,
+                                          cold_compile=not args.no_cold_compile)
     report["targets"] = targets(report, report["whole_process"], report["startup"])
     report["notes"] = NOTES
     report["benchmark_wall_s"] = round(time.perf_counter() - t_start, 1)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RUNS = [
-    ("render", ["render.py", "--quick"]),
+    ("render", ["render.py", "--quick", "--seconds", "3", "--no-cold-compile"]),
     ("analyze", ["analyze.py", "--minutes", "0.5", "--pyln-minutes", "0.5"]),
     ("video", ["video.py", "--seconds", "5", "--rounds", "1"]),
     ("midi", ["midi.py", "--quick"]),
