@@ -265,21 +265,21 @@ def test_strip_errors_name_file_line_and_key(maker, strip, problem):
 
 # --- denoise ------------------------------------------------------------------------------
 
-def test_denoise_in_the_strip_is_late_by_its_latency_and_quiets_noise(maker):
-    """Noise at -40 dBFS comes out at least 20 dB quieter; the track is 1440 samples late
-    (switched in or out: the dry path is delayed as much), and any block size gives the
-    same output, switch moves included."""
-    from engine.dsp.denoise import LATENCY
+def test_denoise_in_the_strip_quiets_noise_and_stays_in_session_time(maker):
+    """Noise at -40 dBFS comes out at least 20 dB quieter; the track is LATENCY samples
+    late in the mix (switched in or out: the dry path is delayed as much), which the
+    render takes out like the limiter's lookahead: switched out, the file is the input
+    exactly; and any block size gives the same output, switch moves included."""
     from engine.params import PARAM_IDS
     rng = np.random.default_rng(11)
     x = rng.normal(0, 10 ** (-40 / 20), (3 * SR, 2))
     y = run_strip(maker, x, {"denoise": True})
     rms = lambda v: 20 * np.log10(np.sqrt(np.mean(v ** 2)))      # noqa: E731
     assert rms(y[SR:]) <= rms(x[SR:]) - 20.0
-    # switched out: the dry signal, exactly LATENCY late
+    # switched out: the dry signal, in session time
     off = [(0, PARAM_IDS["denoise"], 0, 0.0)]
     y = run_strip(maker, x, {"denoise": True}, name="off.toml", commands=off)
-    np.testing.assert_allclose(y[LATENCY + 1000:], x[1000:len(x) - LATENCY], atol=1e-7)
+    np.testing.assert_allclose(y, x, atol=1e-7)
     moves = [(30011, PARAM_IDS["denoise"], 0, 0.0), (70001, PARAM_IDS["denoise"], 0, 1.0)]
     outs = [run_strip(maker, x, {"denoise": True}, name=f"dn{bs}.toml", blocksize=bs,
                       commands=moves) for bs in (64, 65, 1024)]
@@ -296,25 +296,29 @@ def test_denoise_needs_48_khz(maker):
         load_session(p)
 
 
-def test_denoisers_fill_their_frames_in_different_blocks_and_keep_their_latency(maker):
+def test_denoisers_fill_their_frames_in_different_blocks_and_stay_in_session_time(maker):
     """Three denoised tracks start their 480-sample frames at staggered places (their
-    RNNoise calls land in different blocks), and each is still exactly LATENCY late: an
-    impulse on each comes out with its peak LATENCY samples after it went in."""
-    from engine.dsp.denoise import FRAME, LATENCY, P_FILL
-    from engine.rt.state import allocate
+    RNNoise calls land in different blocks); a fourth, plain track waits for them (delay
+    compensation), and the render takes the delay out: an impulse on each track comes out
+    (its peak, for the denoised ones) at the frame it went in."""
+    from engine.dsp.denoise import FRAME, P_FILL
+    from engine.rt.state import allocate, master_latency, pdc_latency
     n = 2 * SR
-    at = [9000, 21011, 33333]
+    at = [9000, 21011, 33333, 40001]
     tracks = []
     for k, f in enumerate(at):
         x = np.zeros(n)
         x[f] = 0.5
         maker.audio(f"i{k}.wav", x)
-        tracks.append({"name": f"t{k}", "file": f"i{k}.wav", "denoise": True})
+        tracks.append({"name": f"t{k}", "file": f"i{k}.wav", "denoise": k < 3})
     s = load_session(maker.session(tracks, master={"ceiling_db": 0.0}))
+    assert pdc_latency(s) == 1440 and master_latency(s) == 1440 + 95
     fills = allocate(s, maxblock=128, ring_frames=512).dn_pos[:, P_FILL]
     assert list(fills) == [0, FRAME // 3, 2 * FRAME // 3]
     render(s, str(maker.root / "o.wav"), subtype="FLOAT")
     y = sf.read(maker.root / "o.wav", dtype="float64")[0][:, 0]
+    assert len(y) == n
     for f in at:
-        seg = np.abs(y[f:f + 4000])
-        assert int(np.argmax(seg)) == LATENCY
+        seg = np.abs(y[f - 1000:f + 4000])
+        assert int(np.argmax(seg)) == 1000, f
+    assert y[at[3]] == pytest.approx(0.5, abs=1e-7)          # the plain track, exactly

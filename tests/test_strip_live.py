@@ -22,6 +22,7 @@ from midi_sender import Sender
 SR = 48000
 SECONDS = 8.0
 COMP_THRESHOLD = PARAMS[INDEX["comp_threshold"]]
+CLICKS = np.arange(1234, int(SECONDS * SR), SR // 2)      # session frames of the clicks
 
 
 @pytest.fixture
@@ -34,7 +35,8 @@ def strip_session(maker):
     """voice: bursts of a 220 Hz tone at -6 dBFS, 1 s on / 1 s off, over a -70 dBFS hum
     (the gate closes in the gaps), through hpf, gate, a 2-band EQ and a compressor at
     -18 dB; music: a 1 kHz tone compressed by a compressor keyed by the voice; amb:
-    seeded noise with the denoiser on."""
+    seeded noise with the denoiser on; click: a click every 0.5 s and no strip (it waits
+    for the denoiser, as every track of the session does). Stems recorded."""
     n = int(SECONDS * SR)
     t = np.arange(n)
     on = (np.sin(2 * np.pi * 0.5 * t / SR) > 0).astype(np.float64)
@@ -42,6 +44,9 @@ def strip_session(maker):
     maker.audio("voice.wav", voice)
     maker.audio("music.wav", sine(1000, SECONDS, SR, 0.2))
     maker.audio("amb.wav", np.random.default_rng(7).normal(0, 0.01, n))
+    click = np.zeros(n)
+    click[CLICKS] = 0.25
+    maker.audio("click.wav", click)
     path = maker.session(
         [{"name": "voice", "file": "voice.wav",
           "hpf": {"freq_hz": 80.0, "slope": 12},
@@ -53,8 +58,9 @@ def strip_session(maker):
                    "release_ms": 80.0}},
          {"name": "music", "file": "music.wav",
           "comp": {"threshold_db": -40.0, "ratio": 4.0, "key": "voice"}},
-         {"name": "amb", "file": "amb.wav", "denoise": True}],
-        master={"ceiling_db": -1.0}, record={"subtype": "FLOAT"})
+         {"name": "amb", "file": "amb.wav", "denoise": True},
+         {"name": "click", "file": "click.wav"}],
+        master={"ceiling_db": -1.0}, record={"subtype": "FLOAT", "stems": True})
     return load_session(path)
 
 
@@ -109,6 +115,15 @@ def test_every_stage_live_midi_move_replays_and_meters(maker, jack, cli):
         "--subtype", "FLOAT")
     np.testing.assert_array_equal(sf.read(out, dtype="float32")[0],
                                   sf.read(take, dtype="float32")[0])
+
+    # the stems are in session time too: the click track's (delayed for the denoiser
+    # beside it, then compensated) has each click at its session frame
+    stem = sf.read(take[:-4] + ".click.wav", dtype="float32")[0][:, 0]
+    start = side["start_frame"]
+    expected = CLICKS[(CLICKS >= start) & (CLICKS < start + len(stem))] - start
+    assert len(expected) >= 5
+    np.testing.assert_array_equal(np.flatnonzero(stem), expected)
+    assert np.all(stem[expected] == np.float32(0.25))
 
     # meters: the voice's gate opened and closed, its compressor and the keyed one worked
     voice = [s["tracks"][0] for s in snaps]

@@ -422,8 +422,9 @@ def test_new_without_the_denoiser_leaves_denoise_out_and_says_why(tmp_path, cli)
     voice_clip(tmp_path / "hiss.mp4", -50.0)
     sf.write(tmp_path / "vo.wav", speech(1.0, seed=7), SR)
     out = tmp_path / "s.toml"
-    env = {"LIVEMIX_RNNOISE_LIB": "/nonexistent/librnnoise.so",
-           "NUMBA_CACHE_DIR": str(tmp_path / "numba")}     # the stub stays out of the cache
+    # the kernels' cached code calls RNNoise by its symbol, which this process binds to
+    # the stub: the shared cache serves it (no compile)
+    env = {"LIVEMIX_RNNOISE_LIB": "/nonexistent/librnnoise.so"}
     p = cli("new", "--video", tmp_path / "hiss.mp4", "--voice", tmp_path / "vo.wav", "-o",
             out, env=env)
     assert "denoise is left out" in p.stderr and "/nonexistent/librnnoise.so" in p.stderr

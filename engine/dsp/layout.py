@@ -72,7 +72,8 @@ EngineState = namedtuple(
         "dn_states",    # int64 (D, 2)              denoise: RNNoise states (this process's)
         "dn_fifo",      # float32 (D, 2, 4, 480)    denoise: frame FIFOs (engine.dsp.denoise)
         "dn_pos",       # float64 (D, 4)            denoise: FIFO position, speech probability
-        "dn_dry",       # float32 (D, 2, DRY)       denoise: the dry signal, delayed as much
+        "dn_dry",       # float32 (T|1, 2, DRY)     denoise: each track's delay line (dry path,
+                        #                           delay compensation)
     ],
 )
 
@@ -225,7 +226,9 @@ IO_INCH = 2         # device input channels
 IO_OUTCH = 3        # channels in the output buffer
 IO_LATENCY = 4      # the master's delay to compensate in the ring, frames (0 = none): stems
                     # go through stem_delay, and recording runs this long after it stops
-N_IOCFG = 5
+IO_STEM_LATENCY = 5 # the stems' delay to meet the master's, frames (IO_LATENCY less the
+                    # strips' delay compensation: stems are tapped after the strips)
+N_IOCFG = 6
 
 # stats (all written by the audio thread only)
 ST_CALLBACKS = 0

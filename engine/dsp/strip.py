@@ -25,7 +25,10 @@ State per track (allocated by ``engine.rt.state``; T tracks):
 
 Denoise, when the session gives a track one, always runs (switched out, it passes
 the dry signal delayed as much): the track is DN_LATENCY (1440 samples, 30 ms)
-late, live and offline alike, whether it is switched in or not.
+late, live and offline alike, whether it is switched in or not. Every other track of
+such a session is delayed as much (SC_PDC: delay compensation, as a DAW's for a plugin
+with latency), so the tracks stay together; the master's compensation
+(``engine.rt.state.master_latency``) takes it out of every file written.
 """
 import math
 
@@ -85,7 +88,9 @@ SC_DN = 9               # the session has denoise on this track: its row of the 
 SC_SETTLED = 10         # 1: nothing moves (every parameter at its target, no switch fading,
                         # filters designed): grid steps are skipped until a command clears it
 SC_NBANDS = 11          # EQ bands the session gives (the others are never run)
-N_SC = 12
+SC_PDC = 12             # 1: another track denoises and this one does not: it is delayed as
+                        # much (DN_LATENCY, through its delay line), so the tracks stay together
+N_SC = 13
 EQ_PEAK, EQ_LOWSHELF, EQ_HIGHSHELF, EQ_LOWCUT, EQ_HIGHCUT = 0, 1, 2, 3, 4
 
 N_BQ = 6
@@ -487,9 +492,8 @@ def _stage_mix(x, dry, a, b, m0, m1, i0):
 
 
 @rt_kernel
-def _denoise(x, dry, a, b, m0, m1, i0, dns, dnf, dnp, dnd, d):
-    """The denoise stage over x[:, a:b]: RNNoise, LATENCY samples late, crossfaded with
-    the dry signal delayed as much (so switching it never moves the track in time)."""
+def _delayed(x, dry, a, b, dnd, d):
+    """dry[:, a:b] = x[:, a:b] DN_LATENCY samples ago, through the track's delay line."""
     mask = DN_DRY - 1
     w = int(d[D_DN_DRY])
     for c in range(2):
@@ -499,6 +503,21 @@ def _denoise(x, dry, a, b, m0, m1, i0, dns, dnf, dnp, dnd, d):
             dry[c, i] = line[(j - DN_LATENCY) & mask]
             line[j] = x[c, i]
     d[D_DN_DRY] = (w + b - a) & mask
+
+
+@rt_kernel
+def _delay(x, dry, a, b, dnd, d):
+    """x[:, a:b] delayed by DN_LATENCY in place: a track waiting for another's denoiser."""
+    _delayed(x, dry, a, b, dnd, d)
+    for c in range(2):
+        copy(x[c], a, dry[c], a, b - a)
+
+
+@rt_kernel
+def _denoise(x, dry, a, b, m0, m1, i0, dns, dnf, dnp, dnd, d):
+    """The denoise stage over x[:, a:b]: RNNoise, LATENCY samples late, crossfaded with
+    the dry signal delayed as much (so switching it never moves the track in time)."""
+    _delayed(x, dry, a, b, dnd, d)
     if m0 == 0.0 and m1 == 0.0:
         for c in range(2):
             copy(x[c], a, dry[c], a, b - a)
@@ -515,6 +534,8 @@ def _run_span(x, key, dry, a, b, i0, sp, cfg, bq, z, d, sr, dns, dnf, dnp, dnd):
     prev = sp[SP_PREV]
     if cfg[SC_DN] >= 0:
         _denoise(x, dry, a, b, prev[P_DENOISE], cur[P_DENOISE], i0, dns, dnf, dnp, dnd, d)
+    elif cfg[SC_PDC] != 0:
+        _delay(x, dry, a, b, dnd, d)
     for stage in range(4):
         j = (P_HPF, P_GATE, P_EQ, P_COMP)[stage]
         m1 = cur[j]
@@ -544,7 +565,7 @@ def strip_segment(x, key, dry, a, b, frame0, sp, cfg, bq, z, d, sr, dns, dnf, dn
     frame of x[:, 0], so the grid is session time. key: the compressor's key signal
     (another track's, as it came from its source) or unused; dry: (2, N) scratch;
     dns, dnf, dnp, dnd: its denoise state (engine.dsp.denoise), when it has one."""
-    if cfg[SC_SETTLED] != 0 and cfg[SC_USED] == 0 and cfg[SC_DN] < 0:
+    if cfg[SC_SETTLED] != 0 and cfg[SC_USED] == 0 and cfg[SC_DN] < 0 and cfg[SC_PDC] == 0:
         return                        # nothing in, nothing moving: the signal as it is
     i = a
     while i < b:
@@ -553,6 +574,6 @@ def strip_segment(x, key, dry, a, b, frame0, sp, cfg, bq, z, d, sr, dns, dnf, dn
             grid_step(sp, cfg, bq, d, sr)
         i0 = i - (f % GRID)
         end = min(b, i0 + GRID)
-        if cfg[SC_USED] != 0 or cfg[SC_DN] >= 0:
+        if cfg[SC_USED] != 0 or cfg[SC_DN] >= 0 or cfg[SC_PDC] != 0:
             _run_span(x, key, dry, i, end, i0, sp, cfg, bq, z, d, sr, dns, dnf, dnp, dnd)
         i = end

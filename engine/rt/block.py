@@ -148,7 +148,8 @@ def _segment(st, a, b):
         dn = max(st.sp_cfg[t, SC_DN], 0)
         strip_segment(st.tbuf[t], st.key_raw[ks if ks >= 0 else 0], st.sbuf, a, b, frame0,
                       st.sp[t], st.sp_cfg[t], st.bq[t], st.bq_z[t], st.dyn[t], sr,
-                      st.dn_states[dn], st.dn_fifo[dn], st.dn_pos[dn], st.dn_dry[dn])
+                      st.dn_states[dn], st.dn_fifo[dn], st.dn_pos[dn],
+                      st.dn_dry[min(t, st.dn_dry.shape[0] - 1)])
     # ducking rules: key sum after the key tracks' faders, then the envelope
     for r in range(nrules):
         key = st.keybuf

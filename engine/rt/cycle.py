@@ -10,7 +10,7 @@ from ..dsp.jit import rt_kernel
 from ..dsp.layout import (C_MAXBLOCK, C_NTRACKS, C_SR, FREEWHEEL_WAIT_NS,
                           FREEWHEEL_WINDOW_S, IO_INCH, IO_OUTCH, IO_RECORD, IO_STEMS, S_EOF,
                           S_READ, ST_FW_F0, ST_FW_T0, ST_FREEWHEEL, ST_FREEWHEEL_WAITS, ST_REC_ON,
-                          ST_REC_START, ST_REC_TAIL, K_FRAME, EV_XRUN, IO_LATENCY, RI_STEM_POS,
+                          ST_REC_START, ST_REC_TAIL, K_FRAME, EV_XRUN, IO_LATENCY, IO_STEM_LATENCY, RI_STEM_POS,
                           LOAD_BIN_PPM, LOAD_BINS, PA_INPUT_OVERFLOW, PA_INPUT_UNDERFLOW,
                           PA_OUTPUT_OVERFLOW, PA_OUTPUT_UNDERFLOW, RI_DROP_R,
                           RI_DROP_W, RI_READ, RI_WRITE, S_WRITE, ST_CALLBACKS, ST_FRAMES,
@@ -60,14 +60,15 @@ def _freewheel_wait_sources(st, io, n, deadline):
 @rt_kernel
 def _stems(st, io, w, n, write):
     """This chunk's pre-fader stems into ring frames [w, w + n) (``write``), through the
-    stem delay line when the master's delay is compensated (IO_LATENCY > 0): ring frame
-    j then holds the stems of the same session frame as the master's. The delay line
+    stem delay line when the master's delay is compensated (IO_STEM_LATENCY frames: the
+    master's own delay behind the strips, where the stems are tapped): ring frame j then
+    holds the stems of the same session frame as the master's. The delay line
     takes the chunk even when it is dropped (``write`` False), so the stems stay in
     step with the master after an overflow."""
     ring = io.rec_ring
     mask = ring.shape[1] - 1
     outch = io.io_cfg[IO_OUTCH]
-    lat = io.io_cfg[IO_LATENCY]
+    lat = io.io_cfg[IO_STEM_LATENCY]
     p = io.rec_idx[RI_STEM_POS]
     for t in range(st.cfg[C_NTRACKS]):
         for c in range(2):

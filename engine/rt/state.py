@@ -18,11 +18,14 @@ from ..dsp.layout import (C_PUBLISH, K_NEXT_PUB, M_DETECT, M_TRUE_PEAK, N_SNAP, 
                           M_GAIN_DB, M_RAMP, M_RELEASE, N_CFG, N_CLOCK, N_LIM, N_LIMI, N_MASTER,
                           N_RCFG, N_RSTATE, N_SPOS, N_TCTL, R_GAIN, R_PAN_L, R_PAN_R, S_EOF,
                           T_GAIN_DB, T_MUTE, T_PAN, T_SOLO, EngineState)
+from ..dsp.denoise import FIFO_ROWS as DN_FIFO_ROWS
 from ..dsp.denoise import FRAME as DN_FRAME
+from ..dsp.denoise import LATENCY as DN_LATENCY
+from ..dsp.denoise import N_POS as DN_N_POS
 from ..dsp.denoise import P_FILL as DN_P_FILL
 from ..dsp.strip import (BQ_EQ0, D_GATE_DB, D_RECOMPUTE, DN_DRY, N_BQ, N_DYN, N_SC, N_SP,
                          P_GATE_RANGE, P_HPF_FREQ, SC_DN, SC_KEY, SC_KEYSRC, SC_RMS, SC_SLOPE,
-                         SC_NBANDS, SC_SETTLED, SC_TYPE0, SC_USED, design_hpf)
+                         SC_NBANDS, SC_PDC, SC_SETTLED, SC_TYPE0, SC_USED, design_hpf)
 from ..dsp.meters import TP_PAD, TP_TAPS, Meter, init_meter, meter_shapes
 from ..dsp.smoothing import ramp_jump
 from ..dsp.limiter import TP_MARGIN_DB
@@ -122,9 +125,11 @@ def allocate(session, maxblock: int | None = None, ring_frames: int | None = Non
         "key_raw": ((max(1, len(key_tracks(session))), 2, maxblock), np.float32),
         "sbuf": ((2, maxblock), np.float32),
         "dn_states": ((ndn, 2), np.int64),
-        "dn_fifo": ((ndn, 2, 4, DN_FRAME), np.float32),
-        "dn_pos": ((ndn, 4), np.float64),
-        "dn_dry": ((ndn, 2, DN_DRY), np.float32),
+        "dn_fifo": ((ndn, 2, DN_FIFO_ROWS, DN_FRAME), np.float32),
+        "dn_pos": ((ndn, DN_N_POS), np.float64),
+        # a delay line per track when any track denoises: the denoised tracks' dry path,
+        # and the others' delay compensation (they wait for the denoiser, pdc_latency)
+        "dn_dry": ((ntracks if denoise_tracks(session) else 1, 2, DN_DRY), np.float32),
     }
     st = EngineState(**{name: alloc(name, shape, dtype)
                         for name, (shape, dtype) in shapes.items()})
@@ -185,6 +190,7 @@ def _init_strip(st: EngineState, session) -> None:
         cfg[SC_SETTLED] = 0                  # the first grid step designs the filters
         cfg[SC_NBANDS] = len(s.eq)
         cfg[SC_DN] = dn.index(t) if t in dn else -1
+        cfg[SC_PDC] = 1 if dn and t not in dn else 0
         d = st.dyn[t]
         d[D_RECOMPUTE] = 1.0
         d[D_GATE_DB] = -min(st.sp[t, 1, P_GATE_RANGE], 120.0)   # a gate starts closed
@@ -279,12 +285,26 @@ RECORD_RING_S = 10.5      # recording ring, seconds (rounded up to a power of tw
 DROP_LOG = 4096           # record-ring overflow events remembered
 
 
-def master_latency(session) -> int:
-    """The master bus's delay behind session time, samples: the limiter's lookahead
-    (its window less one), plus the true-peak detector's half-length in true-peak mode."""
+def pdc_latency(session) -> int:
+    """How late every track reaches the mix, samples: the denoiser's latency when any
+    track denoises (the others are delayed as much, so that they stay together), else 0."""
+    return DN_LATENCY if denoise_tracks(session) else 0
+
+
+def stem_latency(session) -> int:
+    """The master bus's delay behind the tracks' strips (where stems are tapped), samples:
+    the limiter's lookahead (its window less one), plus the true-peak detector's
+    half-length in true-peak mode."""
     from ..dsp.meters import TP_HALF
     window = max(2, round(LOOKAHEAD_S * session.engine.samplerate))
     return window - 1 + (TP_HALF if session.master.ceiling_mode == "true-peak" else 0)
+
+
+def master_latency(session) -> int:
+    """The master bus's delay behind session time, samples: the strips' delay
+    compensation (``pdc_latency``) plus the master's own (``stem_latency``). Every file
+    livemix writes skips this much, so that it is session time."""
+    return pdc_latency(session) + stem_latency(session)
 
 
 def allocate_io(session, stems: bool = False, input_channels: int = 0, input_map=None,
@@ -296,7 +316,8 @@ def allocate_io(session, stems: bool = False, input_channels: int = 0, input_map
     stems are delayed to meet it and recording goes on that long after it stops, so
     that a recorder skipping that many frames at the start writes session time.
     """
-    from ..dsp.layout import (IO_INCH, IO_LATENCY, IO_OUTCH, IO_STEMS, LOAD_BINS, N_IOCFG,
+    from ..dsp.layout import (IO_INCH, IO_LATENCY, IO_OUTCH, IO_STEM_LATENCY, IO_STEMS,
+                              LOAD_BINS, N_IOCFG,
                               N_RECIDX,
                               N_STATS, IoState)
     ntracks = len(session.tracks)
@@ -313,9 +334,10 @@ def allocate_io(session, stems: bool = False, input_channels: int = 0, input_map
         rec_idx=alloc("rec_idx", (N_RECIDX,), np.int64),
         rec_drops=alloc("rec_drops", (DROP_LOG, 2), np.int64),
         stem_delay=alloc("stem_delay", (ntracks if stems else 1, 2,
-                                        max(1, master_latency(session))), np.float32),
+                                        max(1, stem_latency(session))), np.float32),
     )
     io.io_cfg[IO_LATENCY] = master_latency(session) if align else 0
+    io.io_cfg[IO_STEM_LATENCY] = stem_latency(session) if align else 0
     io.io_cfg[IO_OUTCH] = outch
     io.io_cfg[IO_INCH] = input_channels
     io.io_cfg[IO_STEMS] = int(stems)
